@@ -1,0 +1,160 @@
+/* The allocation entry points: malloc, calloc, realloc, aligned allocation. The fast path pops the
+ * first block of the first page of the size's class; everything else is _ra_malloc_generic. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
+  page->free = b->next;
+  page->used++;
+  return b;
+}
+
+/* Zero a block that is about to be handed out: only its link word when the page says the rest
+ * is still as the OS gave it. */
+static inline void block_zero(ra_page_t *page, void *p, size_t size) {
+  if (page->free_is_zero) ((ra_block_t *)p)->next = NULL;
+  else memset(p, 0, size);
+}
+
+RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+  if (RA_UNLIKELY(heap == &_ra_heap_empty)) {
+    heap = _ra_heap_get_slow();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  _ra_heap_collect_delayed(heap);
+  if (RA_UNLIKELY(size > RA_LARGE_MAX)) {
+    if (size > PTRDIFF_MAX) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    bool is_zero;
+    void *p = _ra_huge_alloc(size, 0, &is_zero);
+    if (p == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    if (zero && !is_zero) memset(p, 0, size);
+    return p;
+  }
+  size_t cls = _ra_size_class(size);
+  ra_page_t *page = _ra_page_find_free(heap, cls);
+  if (RA_UNLIKELY(page == NULL)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = page_pop(page, page->free);
+  if (zero) block_zero(page, p, page->block_size);
+  return p;
+}
+
+void *ra_malloc(size_t size) {
+  ra_heap_t *heap = _ra_tls_heap;
+  if (RA_LIKELY(size <= RA_DIRECT_MAX)) {
+    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_block_t *b = page->free;
+    if (RA_LIKELY(b != NULL)) return page_pop(page, b);
+  }
+  return _ra_malloc_generic(heap, size, false);
+}
+
+void *ra_calloc(size_t count, size_t size) {
+  size_t total;
+  if (RA_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  ra_heap_t *heap = _ra_tls_heap;
+  if (RA_LIKELY(total <= RA_DIRECT_MAX)) {
+    ra_page_t *page = heap->direct[(total + RA_ALIGN - 1) / RA_ALIGN];
+    ra_block_t *b = page->free;
+    if (RA_LIKELY(b != NULL)) {
+      void *p = page_pop(page, b);
+      block_zero(page, p, total);
+      return p;
+    }
+  }
+  return _ra_malloc_generic(heap, total, true);
+}
+
+/* An allocation aligned to `align` (a power of two > RA_ALIGN). */
+static void *malloc_aligned(size_t align, size_t size) {
+  if (RA_UNLIKELY(size > PTRDIFF_MAX)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (align <= RA_SLICE_SIZE && size <= RA_LARGE_MAX) {
+    /* Pages start on a slice boundary, so a class whose block size is a multiple of the alignment
+     * is aligned already, and so is every large block (one per span). */
+    size_t bs = _ra_class_size[_ra_size_class(size)];
+    if (bs % align == 0 || bs > RA_MEDIUM_MAX) return ra_malloc(size);
+    if (size + align - RA_ALIGN <= RA_LARGE_MAX) {
+      uint8_t *p = ra_malloc(size + align - RA_ALIGN);
+      if (p == NULL) return NULL;
+      uintptr_t a = _ra_align_up((uintptr_t)p, align);
+      if (a != (uintptr_t)p) {
+        ra_chunk_t *c = _ra_chunk_of(p);
+        _ra_page_set_flag(_ra_page_of(c, p), RA_PAGE_HAS_ALIGNED, true);
+      }
+      return (void *)a;
+    }
+  }
+  if (RA_UNLIKELY(_ra_tls_heap == &_ra_heap_empty) && _ra_heap_get_slow() == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  bool is_zero;
+  void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+void *ra_aligned_alloc(size_t alignment, size_t size) {
+  if (RA_UNLIKELY(alignment == 0 || (alignment & (alignment - 1)) != 0)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment <= RA_ALIGN) return ra_malloc(size);
+  return malloc_aligned(alignment, size);
+}
+
+int ra_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment % sizeof(void *) != 0) return EINVAL;
+  int saved = errno;
+  void *p = alignment <= RA_ALIGN ? ra_malloc(size) : malloc_aligned(alignment, size);
+  if (p == NULL) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void *ra_realloc(void *p, size_t size) {
+  if (p == NULL) return ra_malloc(size);
+  if (size == 0) {
+    ra_free(p);
+    return ra_malloc(0);
+  }
+  bool ok;
+  size_t usable = _ra_usable_size_checked(p, &ok);
+  if (RA_UNLIKELY(!ok)) {
+    _ra_error("realloc of a pointer ramalloc did not hand out:", p);
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size <= usable && size >= usable / 2) return p; /* fits, and not much is wasted */
+  if (usable > RA_LARGE_MAX && size > RA_LARGE_MAX) {
+    ra_chunk_t *c = _ra_chunk_of(p);
+    if (c->kind == RA_CHUNK_HUGE && (uint8_t *)p == c->huge_block && _ra_huge_resize(c, size)) return p;
+  }
+  void *q = ra_malloc(size);
+  if (q == NULL) return NULL; /* p stays valid and untouched */
+  memcpy(q, p, size < usable ? size : usable);
+  ra_free(p);
+  return q;
+}

@@ -1,0 +1,296 @@
+/* Arenas: large reservations carved into chunk slots. Slot 0 of each arena holds the arena header,
+ * its bitmaps and the metadata area (heap structs); slots 1.. are chunks. Also here: the chunk map
+ * (one bit per 4 MiB of address space: "a chunk header starts here") and every OS call that changes
+ * the commit state, with its accounting.
+ *
+ * Slot 0 layout (offsets from the arena base):
+ *   0                       struct ra_arena_s
+ *   sizeof(ra_arena_t)      in_use[words] | committed[words] | purgeable[words] | free_ms[slots]
+ *   meta_start (64-aligned) heap structs, bump-allocated, committed 64 KiB at a time
+ *   RA_CHUNK_SIZE           chunk 1 */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+ra_counters_t _ra_counters;
+_Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
+
+static ra_arena_t *_Atomic arenas[RA_MAX_ARENAS];
+static atomic_size_t arena_count;
+static pthread_mutex_t arena_create_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t meta_arena; /* index of the arena whose slot 0 serves metadata now (meta_lock) */
+
+/* ---- Accounted OS calls --------------------------------------------------------------------------- */
+
+static void counter_add(_Atomic(size_t) *c, size_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
+
+int _ra_mem_commit(void *addr, size_t size) {
+  bool zero;
+  int err = _ra_os_commit(addr, size, &zero);
+  counter_add(&_ra_counters.commit_calls, 1);
+  if (err != RA_OS_OK) return err;
+  size_t now = atomic_fetch_add_explicit(&_ra_counters.committed, size, memory_order_relaxed) + size;
+  size_t peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
+  while (now > peak && !atomic_compare_exchange_weak_explicit(&_ra_counters.committed_peak, &peak, now,
+                                                              memory_order_relaxed, memory_order_relaxed)) {
+  }
+  return RA_OS_OK;
+}
+
+int _ra_mem_decommit(void *addr, size_t size) {
+  int err = _ra_os_decommit(addr, size);
+  counter_add(&_ra_counters.decommit_calls, 1);
+  /* Even on failure the pages are no longer ours to use: count them as given back so the books
+   * match what the allocator will touch. */
+  atomic_fetch_sub_explicit(&_ra_counters.committed, size, memory_order_relaxed);
+  return err;
+}
+
+/* ---- Bitmaps -------------------------------------------------------------------------------------- */
+
+static inline bool bit_get(const uint64_t *map, size_t i) { return (map[i >> 6] >> (i & 63)) & 1; }
+static inline void bit_set(uint64_t *map, size_t i) { map[i >> 6] |= 1ULL << (i & 63); }
+static inline void bit_clear(uint64_t *map, size_t i) { map[i >> 6] &= ~(1ULL << (i & 63)); }
+
+static void chunk_map_set(uintptr_t chunk_addr, bool on) {
+  uintptr_t n = chunk_addr >> RA_CHUNK_SHIFT;
+  if (n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT))) return;
+  uint64_t bit = 1ULL << (n & 63);
+  if (on)
+    atomic_fetch_or_explicit(&_ra_chunk_map[n >> 6], bit, memory_order_release);
+  else
+    atomic_fetch_and_explicit(&_ra_chunk_map[n >> 6], ~bit, memory_order_release);
+}
+
+/* ---- Registry ------------------------------------------------------------------------------------- */
+
+size_t _ra_arena_count(void) { return atomic_load_explicit(&arena_count, memory_order_acquire); }
+ra_arena_t *_ra_arena_at(size_t i) { return atomic_load_explicit(&arenas[i], memory_order_acquire); }
+
+ra_arena_t *_ra_arena_containing(const void *p) {
+  uintptr_t u = (uintptr_t)p;
+  size_t n = _ra_arena_count();
+  for (size_t i = 0; i < n; i++) {
+    ra_arena_t *a = _ra_arena_at(i);
+    if (u >= (uintptr_t)a->base && u - (uintptr_t)a->base < a->size) return a;
+  }
+  return NULL;
+}
+
+/* Reserve and initialise an arena of at least `size` bytes whose slots can hold a run of `count`
+ * chunks placed for `align`. Called with arena_create_lock held. */
+static ra_arena_t *arena_create(size_t size) {
+  size_t n = atomic_load_explicit(&arena_count, memory_order_relaxed);
+  if (n >= RA_MAX_ARENAS) return NULL;
+  void *base;
+  int err = _ra_os_reserve(size, RA_CHUNK_SIZE, &base);
+  counter_add(&_ra_counters.reserve_calls, 1);
+  if (err != RA_OS_OK) {
+    _ra_verbose("ramalloc: reserving %zu bytes failed (error %d)\n", size, err);
+    return NULL;
+  }
+  size_t slots = size / RA_CHUNK_SIZE;
+  size_t words = (slots + 63) / 64;
+  size_t meta_start = _ra_align_up(sizeof(ra_arena_t) + (3 * words + slots) * sizeof(uint64_t), 64);
+  size_t head_commit = _ra_align_up(meta_start, RA_SLICE_SIZE);
+  if (head_commit > RA_CHUNK_SIZE / 2 || _ra_mem_commit(base, head_commit) != RA_OS_OK) {
+    _ra_os_release(base, size);
+    counter_add(&_ra_counters.release_calls, 1);
+    return NULL;
+  }
+  counter_add(&_ra_counters.reserved, size);
+  ra_arena_t *a = (ra_arena_t *)base;
+  a->magic = RA_ARENA_MAGIC;
+  a->base = (uint8_t *)base;
+  a->size = size;
+  a->index = (uint32_t)n;
+  a->chunk_slots = (uint32_t)slots;
+  pthread_mutex_init(&a->lock, NULL);
+  uint64_t *maps = (uint64_t *)(a + 1);
+  a->in_use = maps;
+  a->committed = maps + words;
+  a->purgeable = maps + 2 * words;
+  a->free_ms = maps + 3 * words;
+  a->meta_start = meta_start;
+  a->meta_used = 0;
+  a->meta_committed = head_commit;
+  bit_set(a->in_use, 0);
+  bit_set(a->committed, 0);
+  /* Slots past the end of the reservation are marked in use so the search never returns them. */
+  for (size_t i = slots; i < words * 64; i++) bit_set(a->in_use, i);
+  atomic_store_explicit(&arenas[n], a, memory_order_release);
+  atomic_store_explicit(&arena_count, n + 1, memory_order_release);
+  _ra_verbose("ramalloc: reserved arena %zu at %p size %zu (%zu chunk slots, commit mode %s)\n", n, base,
+              size, slots - 1, _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect");
+  return a;
+}
+
+/* ---- Chunk runs ----------------------------------------------------------------------------------- */
+
+/* First slot i >= 1 such that slots i..i+count-1 are free and the address of slot i + 1 is a
+ * multiple of `step` chunks (step 1: anywhere). Returns 0 when there is none. With count == 1, a
+ * committed free slot is preferred: it needs no page faults to use again. */
+static size_t arena_find_run(ra_arena_t *a, size_t count, size_t step, bool clean) {
+  size_t slots = a->chunk_slots;
+  size_t base_n = (uintptr_t)a->base >> RA_CHUNK_SHIFT; /* chunk number of slot 0 */
+  if (count == 1 && step == 1 && !clean) {
+    size_t words = (slots + 63) / 64;
+    for (size_t w = 0; w < words; w++)
+      if (a->purgeable[w]) return w * 64 + (size_t)__builtin_ctzll(a->purgeable[w]);
+  }
+  for (size_t i = 1; i + count <= slots;) {
+    if (step > 1 && (base_n + i + 1) % step != 0) {
+      i += step - (base_n + i + 1) % step;
+      continue;
+    }
+    size_t j = 0;
+    while (j < count && !bit_get(a->in_use, i + j)) j++;
+    if (j == count) return i;
+    i += (step > 1) ? step : j + 1;
+  }
+  return 0;
+}
+
+/* Forget whatever a free slot still has committed, with exact accounting. The slot's old chunk
+ * header (if committed) says which slices are committed. */
+static void slot_decommit(ra_arena_t *a, size_t i) {
+  if (!bit_get(a->committed, i)) return;
+  ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
+  _ra_chunk_decommit_slices(c, c->committed | 1); /* slice 0 is committed whenever the slot is */
+  bit_clear(a->committed, i);
+  bit_clear(a->purgeable, i);
+}
+
+static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool clean, size_t *index,
+                                  bool *was_committed) {
+  pthread_mutex_lock(&a->lock);
+  size_t i = arena_find_run(a, count, step, clean);
+  if (i == 0) {
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+  }
+  bool committed = bit_get(a->committed, i);
+  if (clean) {
+    /* Huge runs start from a clean slate: exact commit accounting and zeroed memory. */
+    for (size_t j = 0; j < count; j++) slot_decommit(a, i + j);
+    committed = false;
+  }
+  for (size_t j = 0; j < count; j++) {
+    bit_set(a->in_use, i + j);
+    bit_clear(a->purgeable, i + j);
+  }
+  a->chunks_in_use += count;
+  pthread_mutex_unlock(&a->lock);
+  *was_committed = committed;
+  *index = i;
+  return (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
+}
+
+ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_arena_t **arena,
+                                   size_t *index, bool *was_committed) {
+  size_t step = align > RA_CHUNK_SIZE ? align / RA_CHUNK_SIZE : 1;
+  size_t n = _ra_arena_count();
+  for (size_t k = 0; k < n; k++) {
+    ra_arena_t *a = _ra_arena_at(k);
+    if ((size_t)a->chunk_slots < count + step) continue;
+    ra_chunk_t *c = arena_take_run(a, count, step, clean, index, was_committed);
+    if (c != NULL) {
+      *arena = a;
+      return c;
+    }
+  }
+  pthread_mutex_lock(&arena_create_lock);
+  /* Another thread may have created an arena meanwhile: try the newest ones first. */
+  ra_chunk_t *c = NULL;
+  for (size_t k = n; k < _ra_arena_count() && c == NULL; k++) {
+    *arena = _ra_arena_at(k);
+    c = arena_take_run(*arena, count, step, clean, index, was_committed);
+  }
+  if (c == NULL) {
+    size_t want = (size_t)_ra_option(RA_OPT_ARENA_RESERVE);
+    size_t need = (count + 1 + (step > 1 ? step : 0)) * RA_CHUNK_SIZE;
+    if (need / RA_CHUNK_SIZE <= count) need = 0; /* overflow */
+    if (need > 0) {
+      ra_arena_t *a = arena_create(need > want ? need : want);
+      if (a != NULL) {
+        *arena = a;
+        c = arena_take_run(a, count, step, clean, index, was_committed);
+      }
+    }
+  }
+  pthread_mutex_unlock(&arena_create_lock);
+  return c;
+}
+
+/* A chunk run goes back to its arena. Page chunks stay committed (purgeable: their header keeps
+ * the slice bitmap); huge runs were decommitted by the caller. */
+void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitted) {
+  chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
+  uint64_t now = decommitted ? 0 : _ra_now_ms();
+  pthread_mutex_lock(&a->lock);
+  for (size_t j = 0; j < count; j++) {
+    bit_clear(a->in_use, i + j);
+    if (decommitted) {
+      bit_clear(a->committed, i + j);
+    } else if (bit_get(a->committed, i + j)) {
+      bit_set(a->purgeable, i + j);
+      a->free_ms[i + j] = now;
+    }
+  }
+  a->chunks_in_use -= count;
+  pthread_mutex_unlock(&a->lock);
+}
+
+/* Called by chunk.c once a run's header is ready: mark its first slot committed and make the
+ * chunk visible to free(). */
+void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
+  ra_arena_t *a = chunk->arena;
+  pthread_mutex_lock(&a->lock);
+  bit_set(a->committed, chunk->index);
+  pthread_mutex_unlock(&a->lock);
+  chunk_map_set((uintptr_t)chunk, true);
+}
+
+void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, false); }
+
+/* ---- Metadata area -------------------------------------------------------------------------------- */
+
+/* Zeroed memory for allocator metadata (heap structs), inside slot 0 of an arena. Never freed:
+ * callers recycle what they get. NULL when no arena can be had. */
+void *_ra_arena_meta_alloc(size_t size) {
+  size = _ra_align_up(size, 64);
+  void *result = NULL;
+  pthread_mutex_lock(&meta_lock);
+  for (;;) {
+    ra_arena_t *a = meta_arena < _ra_arena_count() ? _ra_arena_at(meta_arena) : NULL;
+    if (a == NULL) {
+      pthread_mutex_lock(&arena_create_lock);
+      if (meta_arena >= _ra_arena_count()) a = arena_create((size_t)_ra_option(RA_OPT_ARENA_RESERVE));
+      else a = _ra_arena_at(meta_arena);
+      pthread_mutex_unlock(&arena_create_lock);
+      if (a == NULL) break;
+    }
+    pthread_mutex_lock(&a->lock);
+    size_t start = a->meta_start + a->meta_used;
+    if (start + size <= RA_CHUNK_SIZE) {
+      size_t end = _ra_align_up(start + size, RA_SLICE_SIZE);
+      if (end > a->meta_committed) {
+        if (_ra_mem_commit(a->base + a->meta_committed, end - a->meta_committed) != RA_OS_OK) {
+          pthread_mutex_unlock(&a->lock);
+          break;
+        }
+        a->meta_committed = end;
+      }
+      a->meta_used += size;
+      result = a->base + start;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (result != NULL) break;
+    meta_arena++;
+  }
+  pthread_mutex_unlock(&meta_lock);
+  if (result == NULL) errno = ENOMEM;
+  return result;
+}

@@ -1,0 +1,337 @@
+/* Chunks: 4 MiB pieces of an arena, each owned by one heap. Slice 0 holds the header and the 65
+ * page descriptors; slices 1..63 are handed out as spans (pages). Huge blocks own a run of whole
+ * chunks with their own commit. Abandoned chunks (their thread exited with blocks still live) wait
+ * on a list until a heap adopts them.
+ *
+ * Chunk layout (offsets from the chunk start):
+ *   0            struct ra_chunk_s: owner, bitmaps of free and committed slices, huge fields
+ *   offsetof(pages)  ra_page_t pages[65] (64 bytes each): slice i's descriptor
+ *   RA_SLICE_SIZE    slice 1: first span, or the start of a huge block
+ *   i * 64 KiB       slice i */
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_chunk_t *abandoned;          /* doubly linked through next/prev (abandoned_lock) */
+static atomic_size_t abandoned_count;
+
+static inline uint64_t slice_mask(size_t first, size_t count) {
+  uint64_t m = count >= 64 ? ~0ULL : ((1ULL << count) - 1);
+  return m << first;
+}
+
+/* ---- Chunk lists ---------------------------------------------------------------------------------- */
+
+void _ra_chunk_list_push(ra_chunk_t **list, ra_chunk_t *c) {
+  c->prev = NULL;
+  c->next = *list;
+  if (*list) (*list)->prev = c;
+  *list = c;
+}
+
+void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c) {
+  if (c->prev) c->prev->next = c->next;
+  else *list = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+}
+
+/* ---- Commit --------------------------------------------------------------------------------------- */
+
+/* Commit slices [first, first+count) of a chunk (those not committed yet). */
+int _ra_chunk_commit_slices(ra_chunk_t *c, size_t first, size_t count) {
+  uint64_t missing = slice_mask(first, count) & ~c->committed;
+  for (size_t s = first; s < first + count;) {
+    if (!((missing >> s) & 1)) {
+      s++;
+      continue;
+    }
+    size_t e = s;
+    while (e < first + count && ((missing >> e) & 1)) e++;
+    int err = _ra_mem_commit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
+    if (err != RA_OS_OK) return err;
+    c->committed |= slice_mask(s, e - s);
+    s = e;
+  }
+  return RA_OS_OK;
+}
+
+/* Decommit the slices in `mask` (runs of them in one call each). The header's bitmaps are updated
+ * first: when the mask includes slice 0, the header itself is gone afterwards. */
+void _ra_chunk_decommit_slices(ra_chunk_t *c, uint64_t mask) {
+  c->committed &= ~mask;
+  c->dirty &= ~mask;
+  for (size_t s = 0; s < RA_SLICES;) {
+    if (!((mask >> s) & 1)) {
+      s++;
+      continue;
+    }
+    size_t e = s;
+    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
+    _ra_mem_decommit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
+    s = e;
+  }
+}
+
+/* ---- Page chunks ---------------------------------------------------------------------------------- */
+
+static void chunk_reset_descriptors(ra_chunk_t *c, size_t first, size_t count) {
+  for (size_t i = first; i < first + count; i++) {
+    ra_page_t *pg = &c->pages[i];
+    memset(pg, 0, sizeof *pg);
+    atomic_store_explicit(&pg->flags, RA_PAGE_NOT_PAGE, memory_order_relaxed);
+  }
+}
+
+static ra_chunk_t *chunk_new(ra_heap_t *heap) {
+  ra_arena_t *arena;
+  size_t index;
+  bool was_committed;
+  ra_chunk_t *c = _ra_arena_chunk_alloc(1, 0, false, &arena, &index, &was_committed);
+  if (c == NULL) return NULL;
+  uint64_t committed = 1, dirty = 0;
+  if (was_committed) {
+    committed = c->committed | 1; /* the old header still says which slices hold memory */
+    dirty = c->dirty;
+  } else if (_ra_mem_commit(c, RA_SLICE_SIZE) != RA_OS_OK) {
+    _ra_arena_chunk_free(arena, index, 1, true);
+    return NULL;
+  }
+  memset(c, 0, offsetof(ra_chunk_t, pages));
+  c->magic = RA_CHUNK_MAGIC;
+  c->arena = arena;
+  c->index = (uint32_t)index;
+  c->chunk_count = 1;
+  c->kind = RA_CHUNK_PAGES;
+  c->committed = committed;
+  c->dirty = dirty;
+  c->free_slices = ~1ULL;
+  c->free_count = RA_SLICES - 1;
+  chunk_reset_descriptors(c, 0, RA_SLICES + 1);
+  if (_ra_commit_whole_chunks && _ra_chunk_commit_slices(c, 1, RA_SLICES - 1) != RA_OS_OK) {
+    _ra_chunk_decommit_slices(c, c->committed);
+    _ra_arena_chunk_free(arena, index, 1, true);
+    return NULL;
+  }
+  atomic_store_explicit(&c->heap, heap, memory_order_release);
+  _ra_chunk_list_push(&heap->chunks, c);
+  _ra_arena_chunk_publish(c);
+  return c;
+}
+
+static void chunk_release(ra_heap_t *heap, ra_chunk_t *c) {
+  _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
+  atomic_store_explicit(&c->heap, NULL, memory_order_relaxed);
+  _ra_arena_chunk_free(c->arena, c->index, 1, false);
+}
+
+/* Index of the first run of `n` free slices in the bitmap, or 0. */
+static size_t find_run(uint64_t free, size_t n) {
+  uint64_t x = free;
+  for (size_t i = 1; i < n && x; i++) x &= free >> i;
+  return x ? (size_t)__builtin_ctzll(x) : 0;
+}
+
+static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n) {
+  uint64_t m = slice_mask(idx, n);
+  c->free_slices &= ~m;
+  c->free_count -= (uint32_t)n;
+  if (c->free_count == 0) {
+    _ra_chunk_list_remove(&heap->chunks, c);
+    _ra_chunk_list_push(&heap->chunks_full, c);
+  }
+  c->pages_in_use++;
+  ra_page_t *page = &c->pages[idx];
+  memset(page, 0, sizeof *page);
+  page->slice_count = (uint8_t)n;
+  page->fresh = (c->dirty & m) == 0;
+  c->dirty |= m;
+  for (size_t j = 1; j < n; j++) c->pages[idx + j].slice_offset = (uint8_t)j;
+  return page;
+}
+
+/* A run of `slices` free slices from one of the heap's chunks: its own first, then an abandoned
+ * chunk, then a new chunk. The head descriptor comes back zeroed, with slice_count and fresh set. */
+ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
+  for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next) {
+    if (c->free_count < slices) continue;
+    size_t idx = find_run(c->free_slices, slices);
+    if (idx != 0) return span_take(heap, c, idx, slices);
+  }
+  ra_chunk_t *c;
+  while ((c = _ra_chunk_pop_abandoned()) != NULL) {
+    _ra_chunk_adopt(heap, c);
+    if (atomic_load_explicit(&c->heap, memory_order_relaxed) != heap) continue; /* emptied and released */
+    size_t idx = c->free_count >= slices ? find_run(c->free_slices, slices) : 0;
+    if (idx != 0) return span_take(heap, c, idx, slices);
+  }
+  c = chunk_new(heap);
+  if (c == NULL) return NULL;
+  return span_take(heap, c, find_run(c->free_slices, slices), slices);
+}
+
+/* Give a page's slices back to its chunk; the last page of a chunk gives the chunk back to its
+ * arena (still committed: it is purgeable from then on). */
+void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page) {
+  size_t idx = (size_t)(page - c->pages), n = page->slice_count;
+  chunk_reset_descriptors(c, idx, n);
+  if (c->free_count == 0) {
+    _ra_chunk_list_remove(&heap->chunks_full, c);
+    _ra_chunk_list_push(&heap->chunks, c);
+  }
+  c->free_slices |= slice_mask(idx, n);
+  c->free_count += (uint32_t)n;
+  c->pages_in_use--;
+  if (c->pages_in_use == 0) chunk_release(heap, c);
+}
+
+/* ---- Abandon and adopt ---------------------------------------------------------------------------- */
+
+/* The owner thread is exiting; its pages are already in the RA_DELAY_NEVER state. */
+void _ra_chunk_abandon(ra_chunk_t *c) {
+  atomic_store_explicit(&c->heap, NULL, memory_order_release);
+  pthread_mutex_lock(&abandoned_lock);
+  c->abandoned = 1;
+  c->prev = NULL;
+  c->next = abandoned;
+  if (abandoned) abandoned->prev = c;
+  abandoned = c;
+  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&abandoned_lock);
+}
+
+static void abandoned_unlink(ra_chunk_t *c) {
+  if (c->prev) c->prev->next = c->next;
+  else abandoned = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  c->abandoned = 0;
+  atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+}
+
+ra_chunk_t *_ra_chunk_pop_abandoned(void) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
+  pthread_mutex_lock(&abandoned_lock);
+  ra_chunk_t *c = abandoned;
+  if (c != NULL) abandoned_unlink(c);
+  pthread_mutex_unlock(&abandoned_lock);
+  return c;
+}
+
+/* A thread freeing into an abandoned chunk takes it over, so the memory is reused at once. */
+bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *c) {
+  pthread_mutex_lock(&abandoned_lock);
+  bool ok = c->abandoned;
+  if (ok) abandoned_unlink(c);
+  pthread_mutex_unlock(&abandoned_lock);
+  if (ok) _ra_chunk_adopt(heap, c);
+  return ok;
+}
+
+/* Make `heap` the owner of an abandoned chunk: collect what other threads freed meanwhile, give
+ * empty pages back, and queue the rest. The chunk may be released when every page was empty. */
+void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
+  atomic_store_explicit(&c->heap, heap, memory_order_release);
+  _ra_chunk_list_push(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
+  for (size_t idx = 1; idx < RA_SLICES;) {
+    ra_page_t *page = &c->pages[idx];
+    uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+    if (flags & RA_PAGE_NOT_PAGE) {
+      idx++;
+      continue;
+    }
+    idx += page->slice_count;
+    _ra_page_set_delay(page, RA_DELAY_NONE, true);
+    _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
+    _ra_page_collect(page);
+    if (page->used == 0) {
+      bool last = c->pages_in_use == 1;
+      _ra_chunk_span_free(heap, c, page);
+      if (last) return; /* the chunk went back to its arena */
+    } else {
+      _ra_page_queue_push(heap, page);
+    }
+  }
+}
+
+/* ---- Huge blocks ---------------------------------------------------------------------------------- */
+
+/* A block of `size` bytes (> RA_LARGE_MAX) in a run of chunks of its own, aligned to `align`
+ * (a power of two). The block starts at slice 1, or at `align` from the chunk start when that is
+ * larger; for align >= RA_CHUNK_SIZE it starts exactly one chunk in, where (p - 1) & ~MASK still
+ * finds the header. Only the header slice and the block's pages are committed. */
+void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
+  const size_t page = _ra_os_info()->page_size;
+  size_t off = align <= RA_SLICE_SIZE ? RA_SLICE_SIZE : align < RA_CHUNK_SIZE ? align : RA_CHUNK_SIZE;
+  size_t usable = _ra_align_up(size, page);
+  if (usable < size || usable > ((size_t)1 << (RA_ADDR_BITS - 1))) return NULL;
+  size_t count = (off + usable + RA_CHUNK_SIZE - 1) / RA_CHUNK_SIZE;
+  ra_arena_t *arena;
+  size_t index;
+  bool was_committed;
+  ra_chunk_t *c = _ra_arena_chunk_alloc(count, align >= RA_CHUNK_SIZE ? align : 0, true, &arena, &index,
+                                        &was_committed);
+  if (c == NULL) return NULL;
+  uint8_t *block = (uint8_t *)c + off;
+  int err;
+  if (off == RA_SLICE_SIZE) {
+    err = _ra_mem_commit(c, RA_SLICE_SIZE + usable);
+  } else {
+    err = _ra_mem_commit(c, RA_SLICE_SIZE);
+    if (err == RA_OS_OK && (err = _ra_mem_commit(block, usable)) != RA_OS_OK) _ra_mem_decommit(c, RA_SLICE_SIZE);
+  }
+  if (err != RA_OS_OK) {
+    _ra_arena_chunk_free(arena, index, count, true);
+    return NULL;
+  }
+  c->magic = RA_CHUNK_MAGIC;
+  c->arena = arena;
+  c->index = (uint32_t)index;
+  c->chunk_count = (uint32_t)count;
+  c->kind = RA_CHUNK_HUGE;
+  c->committed = 1;
+  c->huge_block = block;
+  c->huge_size = usable;
+  c->huge_committed = usable;
+  for (size_t i = 0; i <= RA_SLICES; i++) {
+    c->pages[i].class_idx = RA_CLASS_HUGE;
+    atomic_store_explicit(&c->pages[i].flags, RA_PAGE_HUGE, memory_order_relaxed);
+  }
+  _ra_arena_chunk_publish(c);
+  *is_zero = true;
+  return block;
+}
+
+void _ra_huge_free(ra_chunk_t *c) {
+  ra_arena_t *arena = c->arena;
+  size_t index = c->index, count = c->chunk_count;
+  uint8_t *block = c->huge_block;
+  size_t committed = c->huge_committed;
+  _ra_arena_chunk_unpublish(c);
+  if (block == (uint8_t *)c + RA_SLICE_SIZE) {
+    _ra_mem_decommit(c, RA_SLICE_SIZE + committed);
+  } else {
+    _ra_mem_decommit(block, committed);
+    _ra_mem_decommit(c, RA_SLICE_SIZE);
+  }
+  _ra_arena_chunk_free(arena, index, count, true);
+}
+
+/* Resize a huge block in place, within its run: commit more, or give back a tail that shrank by
+ * more than a quarter. False when the run is too small. */
+bool _ra_huge_resize(ra_chunk_t *c, size_t size) {
+  const size_t page = _ra_os_info()->page_size;
+  size_t room = c->chunk_count * RA_CHUNK_SIZE - (size_t)(c->huge_block - (uint8_t *)c);
+  size_t usable = _ra_align_up(size, page);
+  if (usable < size || usable > room) return false;
+  if (usable > c->huge_committed) {
+    if (_ra_mem_commit(c->huge_block + c->huge_committed, usable - c->huge_committed) != RA_OS_OK) return false;
+    c->huge_committed = usable;
+  } else if (c->huge_committed - usable > c->huge_committed / 4) {
+    _ra_mem_decommit(c->huge_block + usable, c->huge_committed - usable);
+    c->huge_committed = usable;
+  }
+  c->huge_size = usable;
+  return true;
+}

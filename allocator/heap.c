@@ -1,0 +1,159 @@
+/* Thread heaps and process initialisation. Each thread finds its heap through one initial-exec TLS
+ * slot; until its first allocation the slot points at a static empty heap whose pages have no free
+ * blocks, so the fast path needs no "initialised?" test. Heap structs live in arena metadata and
+ * are recycled; at thread exit a heap gives its empty pages back and abandons its chunks. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+__thread ra_heap_t *_ra_tls_heap __attribute__((tls_model("initial-exec"))) = &_ra_heap_empty;
+
+ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}};
+
+bool _ra_commit_whole_chunks;
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool initialised;
+static pthread_key_t heap_key;
+
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
+static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
+
+static void heap_thread_done(void *value);
+
+/* Once per process, before the first heap. Allocates nothing: getenv, open/read and
+ * pthread_key_create (whose first keys live in the thread descriptor) are safe here. */
+void _ra_init(void) {
+  if (atomic_load_explicit(&initialised, memory_order_acquire)) return;
+  pthread_mutex_lock(&init_lock);
+  if (!atomic_load_explicit(&initialised, memory_order_relaxed)) {
+    _ra_options_init();
+    const ra_os_info_t *os = _ra_os_info();
+    long long mode = _ra_option(RA_OPT_COMMIT);
+    bool over = mode == RA_COMMIT_OPT_OVERCOMMIT || (mode == RA_COMMIT_OPT_AUTO && !os->overcommit_strict);
+    _ra_os_set_commit_mode(over ? RA_COMMIT_OVERCOMMIT : RA_COMMIT_PROTECT);
+    /* Where every commit splits a mapping (Linux, vm.max_map_count), protect mode commits whole
+     * chunks: neighbouring chunks then merge into one mapping. See docs/os-layer.md. */
+    _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
+    pthread_key_create(&heap_key, heap_thread_done);
+    if (_ra_option(RA_OPT_VERBOSE)) {
+      _ra_options_print();
+      _ra_write(2, "ramalloc: os page %zu, granularity %zu, commit mode %s\n", os->page_size, os->granularity,
+                _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect");
+    }
+    atomic_store_explicit(&initialised, true, memory_order_release);
+  }
+  pthread_mutex_unlock(&init_lock);
+}
+
+__attribute__((constructor)) static void ra_process_init(void) { _ra_init(); }
+
+static void heap_reset(ra_heap_t *h) {
+  uint32_t gen = h->generation;
+  memset(h, 0, sizeof *h);
+  h->generation = gen + 1;
+  for (size_t i = 0; i < RA_DIRECT_COUNT; i++) h->direct[i] = &_ra_page_empty;
+}
+
+/* The calling thread's heap, created on its first allocation. NULL when no memory is left. */
+ra_heap_t *_ra_heap_get_slow(void) {
+  ra_heap_t *h = _ra_tls_heap;
+  if (h != &_ra_heap_empty) return h;
+  _ra_init();
+  pthread_mutex_lock(&heap_lock);
+  h = heap_pool;
+  if (h != NULL) heap_pool = h->next_pool;
+  pthread_mutex_unlock(&heap_lock);
+  if (h == NULL) {
+    h = _ra_arena_meta_alloc(sizeof *h);
+    if (h == NULL) return NULL;
+  }
+  heap_reset(h);
+  h->alive = true;
+  pthread_mutex_lock(&heap_lock);
+  h->prev_all = NULL;
+  h->next_all = heaps_all;
+  if (heaps_all) heaps_all->prev_all = h;
+  heaps_all = h;
+  pthread_mutex_unlock(&heap_lock);
+  _ra_tls_heap = h;
+  pthread_setspecific(heap_key, h);
+  return h;
+}
+
+/* Blocks other threads freed into this heap's full pages. */
+void _ra_heap_collect_delayed(ra_heap_t *heap) {
+  if (atomic_load_explicit(&heap->delayed_free, memory_order_relaxed) == NULL) return;
+  ra_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
+  while (b != NULL) {
+    ra_block_t *next = b->next;
+    ra_chunk_t *c = _ra_chunk_of(b);
+    _ra_free_local(heap, _ra_page_of(c, b), b);
+    b = next;
+  }
+}
+
+typedef void (*page_fn)(ra_heap_t *heap, ra_page_t *page);
+
+static void heap_foreach_page(ra_heap_t *heap, page_fn fn) {
+  for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {
+    ra_page_queue_t *q = i < RA_CLASS_COUNT ? &heap->queues[i] : &heap->full;
+    ra_page_t *next;
+    for (ra_page_t *p = q->first; p != NULL; p = next) {
+      next = p->next;
+      fn(heap, p);
+    }
+  }
+}
+
+static void page_stop_delay(ra_heap_t *heap, ra_page_t *page) {
+  (void)heap;
+  _ra_page_set_delay(page, RA_DELAY_NEVER, false);
+}
+
+static void page_free_if_empty(ra_heap_t *heap, ra_page_t *page) {
+  _ra_page_collect(page);
+  if (page->used == 0) _ra_page_free(heap, page);
+}
+
+/* The thread is gone: no page may notify this heap any more, then everything empty goes back and
+ * the chunks that still hold live blocks wait for a new owner. */
+static void heap_abandon(ra_heap_t *heap) {
+  heap_foreach_page(heap, page_stop_delay);
+  _ra_heap_collect_delayed(heap);     /* complete: no remote thread can push any more */
+  heap_foreach_page(heap, page_stop_delay); /* pages unfulled just now went back to NONE */
+  heap_foreach_page(heap, page_free_if_empty);
+  ra_chunk_t *c;
+  while ((c = heap->chunks) != NULL) {
+    _ra_chunk_list_remove(&heap->chunks, c);
+    _ra_chunk_abandon(c);
+  }
+  while ((c = heap->chunks_full) != NULL) {
+    _ra_chunk_list_remove(&heap->chunks_full, c);
+    _ra_chunk_abandon(c);
+  }
+}
+
+static void heap_thread_done(void *value) {
+  ra_heap_t *h = value;
+  if (h == NULL || h == &_ra_heap_empty) return;
+  heap_abandon(h);
+  if (_ra_tls_heap == h) _ra_tls_heap = &_ra_heap_empty;
+  pthread_mutex_lock(&heap_lock);
+  if (h->prev_all) h->prev_all->next_all = h->next_all;
+  else heaps_all = h->next_all;
+  if (h->next_all) h->next_all->prev_all = h->prev_all;
+  h->alive = false;
+  h->next_pool = heap_pool;
+  heap_pool = h;
+  pthread_mutex_unlock(&heap_lock);
+}
+
+/* Call fn on every live heap, holding the heap list lock (fn must not allocate). */
+void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg) {
+  pthread_mutex_lock(&heap_lock);
+  for (ra_heap_t *h = heaps_all; h != NULL; h = h->next_all) fn(h, arg);
+  pthread_mutex_unlock(&heap_lock);
+}

@@ -1,0 +1,359 @@
+/* ramalloc internals: types, layout constants, invariants, and the cross-file prototypes grouped
+ * by the file that defines them. Naming: public ra_*, cross-file _ra_<module>_*, file-static plain.
+ *
+ * Layout (docs/design.md has the long story):
+ *
+ *   arena  = [ slot 0: arena header | chunk bitmaps | heap structs ... | chunk 1 | chunk 2 | ... ]
+ *            one reservation, CHUNK-aligned; slot 0 never holds blocks
+ *   chunk  = [ slice 0: chunk header + page descriptors | slice 1 | ... | slice 63 ]
+ *            CHUNK (4 MiB) aligned; a pointer finds its chunk as (p - 1) & ~CHUNK_MASK
+ *   slice  = 64 KiB; a page (span) is a run of slices: 1 for small classes, 8 for medium,
+ *            n for one large block; huge blocks own a run of whole chunks
+ *   page   = [ block | block | ... ]   carved on demand, committed slice by slice as it fills
+ *   free block = [ next | ... ]         linked through its first word
+ */
+#ifndef RAMALLOC_INTERNAL_H
+#define RAMALLOC_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "os.h"
+#include "ramalloc.h"
+
+#ifndef RA_DEBUG
+#define RA_DEBUG 0
+#endif
+
+#define RA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RA_NOINLINE __attribute__((noinline))
+#define RA_COLD __attribute__((cold, noinline))
+#define RA_NORETURN __attribute__((noreturn))
+#define RA_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- Sizes --------------------------------------------------------------------------------------- */
+
+#define RA_ALIGN 16                        /* every block is aligned to this */
+#define RA_SLICE_SHIFT 16
+#define RA_SLICE_SIZE ((size_t)1 << RA_SLICE_SHIFT)  /* 64 KiB */
+#define RA_CHUNK_SHIFT 22
+#define RA_CHUNK_SIZE ((size_t)1 << RA_CHUNK_SHIFT)  /* 4 MiB */
+#define RA_CHUNK_MASK (RA_CHUNK_SIZE - 1)
+#define RA_SLICES (RA_CHUNK_SIZE / RA_SLICE_SIZE)    /* 64 per chunk; slice 0 is the header */
+
+#define RA_SMALL_MAX ((size_t)8 << 10)     /* classes up to here: 1-slice pages */
+#define RA_MEDIUM_MAX ((size_t)64 << 10)   /* up to here: 8-slice pages */
+#define RA_MEDIUM_SLICES 8
+#define RA_LARGE_MAX ((size_t)2 << 20)     /* up to here: one block per span; above: huge */
+#define RA_DIRECT_MAX 1024                 /* sizes served by heap->direct[] on the fast path */
+#define RA_DIRECT_COUNT (RA_DIRECT_MAX / RA_ALIGN + 1)
+#define RA_EXTEND_BYTES 4096               /* a page is carved about this much at a time */
+
+/* Size classes: 16..128 in steps of 16 (8 classes), then 8 per power of two up to RA_LARGE_MAX. */
+#define RA_CLASS_COUNT 120
+#define RA_CLASS_HUGE RA_CLASS_COUNT       /* marks huge spans */
+
+#define RA_ARENA_MIN ((size_t)16 << 20)
+#define RA_ARENA_DEFAULT ((size_t)1 << 30)
+#define RA_MAX_ARENAS 4096
+#define RA_ADDR_BITS 47                    /* user space on x86-64 and arm64 (4-level tables) */
+#define RA_CHUNK_MAP_WORDS (((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) / 64)
+
+_Static_assert((RA_SLICE_SIZE & (RA_SLICE_SIZE - 1)) == 0, "slice size is a power of two");
+_Static_assert(RA_CHUNK_SIZE % RA_SLICE_SIZE == 0, "a chunk holds whole slices");
+_Static_assert(RA_SLICES == 64, "one 64-bit word maps the slices of a chunk");
+_Static_assert(RA_SMALL_MAX * 8 <= RA_SLICE_SIZE, "a small page holds at least 8 blocks");
+_Static_assert(RA_MEDIUM_MAX * 8 <= RA_MEDIUM_SLICES * RA_SLICE_SIZE, "a medium page holds 8 blocks");
+_Static_assert(RA_LARGE_MAX <= (RA_SLICES - 1) * RA_SLICE_SIZE, "a large block fits in a chunk");
+_Static_assert(RA_ARENA_MIN % RA_CHUNK_SIZE == 0, "arenas hold whole chunks");
+_Static_assert(RA_CLASS_COUNT <= RA_STATS_CLASSES, "the public stats hold every class");
+_Static_assert(RA_DIRECT_MAX % RA_ALIGN == 0, "direct sizes are whole alignment units");
+
+/* ---- Assertions (one level, tiered) -------------------------------------------------------------- */
+
+void _ra_assert_fail(const char *expr, const char *file, int line) RA_NORETURN RA_COLD;
+#define RA_ASSERT_AT(level, x) \
+  ((RA_DEBUG >= (level) && !(x)) ? _ra_assert_fail(#x, __FILE__, __LINE__) : (void)0)
+#define ra_assert(x) RA_ASSERT_AT(1, x)          /* cheap */
+#define ra_assert_internal(x) RA_ASSERT_AT(2, x) /* costs a little */
+#define ra_assert_expensive(x) RA_ASSERT_AT(3, x)
+
+/* ---- Blocks and pages ---------------------------------------------------------------------------- */
+
+typedef struct ra_block_s {
+  struct ra_block_s *next;
+} ra_block_t;
+
+/* Page flags. Any bit set sends free() off its fast path. */
+enum {
+  RA_PAGE_IN_FULL = 1u << 0,     /* in the heap's full list: no free block when last looked */
+  RA_PAGE_HAS_ALIGNED = 1u << 1, /* holds an aligned block: pointers may be interior */
+  RA_PAGE_HUGE = 1u << 2,        /* a slice of a huge chunk (see chunk->huge_*) */
+  RA_PAGE_NOT_PAGE = 1u << 3,    /* a free slice, a non-head slice of a free span, or the header */
+};
+
+/* Cross-thread free state, in the low two bits of page->xfree. */
+typedef enum ra_delay_e {
+  RA_DELAY_NONE = 0,     /* remote frees push onto page->xfree */
+  RA_DELAY_USE = 1,      /* page is full: the next remote free goes to the heap's delayed list */
+  RA_DELAY_FREEING = 2,  /* a remote thread is pushing onto the heap's delayed list right now */
+  RA_DELAY_NEVER = 3,    /* abandoned: never notify a heap */
+} ra_delay_t;
+
+typedef struct ra_heap_s ra_heap_t;
+typedef struct ra_chunk_s ra_chunk_t;
+typedef struct ra_arena_s ra_arena_t;
+
+/* One descriptor per slice, in the chunk header. Only the head descriptor of a span is a "page";
+ * the others hold slice_offset (the distance back to the head) and RA_PAGE_NOT_PAGE unless the
+ * span is a page, in which case they carry the head's flags so the fast path can read either.
+ *
+ * Invariant (owner's view): used == capacity - |free|, and the blocks in xfree and in
+ * the heap's delayed list are still counted in used until the owner collects them.
+ * 0 <= used <= capacity <= reserved; reserved * block_size <= slice_count * RA_SLICE_SIZE. */
+typedef struct ra_page_s {
+  ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
+  uint32_t used;               /* blocks handed out, see invariant */
+  uint32_t block_size;         /* bytes per block (huge: 0) */
+  _Atomic(uintptr_t) xfree;    /* blocks freed by other threads | ra_delay_t in the low bits */
+  uint32_t capacity;           /* blocks carved so far */
+  uint32_t reserved;           /* blocks that fit in the span */
+  _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */
+  uint8_t class_idx;           /* size class, RA_CLASS_HUGE for huge */
+  uint8_t slice_count;         /* slices in the span (head only) */
+  uint8_t slice_offset;        /* this descriptor's index minus its head's */
+  uint8_t free_is_zero;        /* blocks in `free` read as zero past their link word */
+  uint8_t fresh;               /* no page used the span since it was last decommitted */
+  uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
+  uint8_t _pad;
+  struct ra_page_s *next, *prev; /* page queue links (owner only) */
+  uint64_t _pad_to_64;         /* keeps the size a power of two: descriptor index is a shift */
+} ra_page_t;
+
+_Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
+
+/* ---- Chunks -------------------------------------------------------------------------------------- */
+
+#define RA_CHUNK_MAGIC 0x6b6e7568636172ULL /* "rachunk" */
+
+typedef enum ra_chunk_kind_e { RA_CHUNK_PAGES = 1, RA_CHUNK_HUGE = 2 } ra_chunk_kind_t;
+
+/* The header at the start of every chunk (slice 0, committed whole while the chunk is in use).
+ * Invariant: free_count == popcount(free_slices); free_slices never has bit 0; a slice is either
+ * free or inside exactly one span; pages_in_use == number of span heads that are pages. */
+struct ra_chunk_s {
+  uint64_t magic;
+  _Atomic(ra_heap_t *) heap;   /* owner; NULL when abandoned or huge */
+  ra_arena_t *arena;
+  uint32_t index;              /* chunk slot in the arena (slot 0 is the arena header) */
+  uint32_t chunk_count;        /* chunks in this run (1 unless huge) */
+  uint8_t kind;                /* ra_chunk_kind_t */
+  uint8_t abandoned;           /* on the abandoned list (guarded by its lock) */
+  uint16_t _pad;
+  uint32_t free_count;
+  uint64_t free_slices;        /* bit i: slice i is free */
+  uint64_t committed;          /* bit i: slice i is committed */
+  uint64_t dirty;              /* bit i: slice i was used by a page since it was last decommitted */
+  uint32_t pages_in_use;
+  uint32_t _pad2;
+  ra_chunk_t *next, *prev;     /* heap's chunk lists, or the abandoned list */
+  /* huge chunks only */
+  uint8_t *huge_block;         /* the block handed out (may be past slice 1 when aligned) */
+  size_t huge_size;            /* usable bytes from huge_block */
+  size_t huge_committed;       /* bytes committed from the start of slice 1 */
+  ra_page_t pages[RA_SLICES + 1]; /* +1: a block aligned to a chunk boundary maps to index 64 */
+};
+
+#define RA_CHUNK_HEADER_SIZE (sizeof(ra_chunk_t))
+_Static_assert(sizeof(ra_chunk_t) <= RA_SLICE_SIZE, "the chunk header fits slice 0");
+
+static inline ra_chunk_t *_ra_chunk_of(const void *p) {
+  return (ra_chunk_t *)(((uintptr_t)p - 1) & ~(uintptr_t)RA_CHUNK_MASK);
+}
+/* The chunk whose header holds a page descriptor. */
+static inline ra_chunk_t *_ra_chunk_of_desc(const ra_page_t *pg) {
+  return (ra_chunk_t *)((uintptr_t)pg & ~(uintptr_t)RA_CHUNK_MASK);
+}
+static inline size_t _ra_slice_index(const ra_chunk_t *c, const void *p) {
+  return ((uintptr_t)p - (uintptr_t)c) >> RA_SLICE_SHIFT;
+}
+static inline uint8_t *_ra_page_start(const ra_chunk_t *c, const ra_page_t *pg) {
+  return (uint8_t *)c + ((size_t)(pg - c->pages) << RA_SLICE_SHIFT);
+}
+static inline ra_page_t *_ra_page_of(ra_chunk_t *c, const void *p) {
+  ra_page_t *pg = &c->pages[_ra_slice_index(c, p)];
+  return pg - pg->slice_offset;
+}
+
+/* ---- Arenas -------------------------------------------------------------------------------------- */
+
+#define RA_ARENA_MAGIC 0x616e657261726172ULL /* "rarenara" */
+
+/* Invariant: a chunk slot is in exactly one of: free and decommitted, free and committed
+ * (purgeable, with free_ms), in use. in_use and purgeable never share a bit. */
+struct ra_arena_s {
+  uint64_t magic;
+  uint8_t *base;               /* the reservation; slot 0 holds this header */
+  size_t size;                 /* bytes reserved */
+  uint32_t index;              /* position in the arena registry */
+  uint32_t chunk_slots;        /* slots including slot 0 */
+  pthread_mutex_t lock;        /* guards the bitmaps and the meta area */
+  size_t chunks_in_use;
+  uint64_t *in_use;            /* bit i: slot i is in use (slot 0 always) */
+  uint64_t *committed;         /* bit i: slot i has committed memory */
+  uint64_t *purgeable;         /* bit i: slot i is free but still committed */
+  uint64_t *free_ms;           /* per slot: when it became purgeable (monotonic ms) */
+  size_t meta_start;           /* offset of the metadata area (heap structs) in slot 0 */
+  size_t meta_used;            /* bytes handed out from it */
+  size_t meta_committed;       /* bytes of slot 0 committed */
+};
+
+/* ---- Heaps --------------------------------------------------------------------------------------- */
+
+typedef struct ra_page_queue_s {
+  ra_page_t *first, *last;
+} ra_page_queue_t;
+
+/* One per thread. Only its thread touches it, except `delayed_free` (pushed to by others). */
+struct ra_heap_s {
+  ra_page_t *direct[RA_DIRECT_COUNT];      /* size/16 -> first page of its class */
+  ra_page_queue_t queues[RA_CLASS_COUNT];  /* pages with (maybe) free blocks, per class */
+  ra_page_queue_t full;                    /* pages without free blocks */
+  _Atomic(ra_block_t *) delayed_free;      /* frees into full pages, from other threads */
+  ra_chunk_t *chunks;                      /* owned chunks with free slices */
+  ra_chunk_t *chunks_full;                 /* owned chunks without */
+  ra_heap_t *next_all, *prev_all;          /* every live heap (heap lock) */
+  ra_heap_t *next_pool;                    /* free heap structs (heap lock) */
+  uint32_t generation;                     /* bumped each time the struct is reused */
+  bool alive;
+};
+
+/* ---- Options ------------------------------------------------------------------------------------- */
+
+typedef enum ra_option_e {
+  RA_OPT_VERBOSE,
+  RA_OPT_ARENA_RESERVE,
+  RA_OPT_COMMIT,         /* 0 auto, 1 overcommit, 2 protect */
+  RA_OPT_COUNT
+} ra_option_t;
+
+enum { RA_COMMIT_OPT_AUTO = 0, RA_COMMIT_OPT_OVERCOMMIT = 1, RA_COMMIT_OPT_PROTECT = 2 };
+
+/* ---- Global statistics (exact; relaxed atomics, touched on slow paths only) ---------------------- */
+
+typedef struct ra_counters_s {
+  _Atomic(size_t) reserved, committed, committed_peak;
+  _Atomic(size_t) reserve_calls, commit_calls, decommit_calls, reset_calls, protect_calls, release_calls;
+} ra_counters_t;
+
+/* ---- Cross-file prototypes, by defining file ----------------------------------------------------- */
+
+/* options.c */
+void _ra_options_init(void);
+long long _ra_option(ra_option_t opt);
+void _ra_options_print(void);
+
+/* report.c: output without allocating */
+size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void _ra_write(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void _ra_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void _ra_error(const char *what, const void *p) RA_COLD;
+
+/* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
+extern ra_counters_t _ra_counters;
+extern _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
+int _ra_mem_commit(void *addr, size_t size);
+int _ra_mem_decommit(void *addr, size_t size);
+ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_arena_t **arena,
+                                   size_t *index, bool *was_committed);
+void _ra_arena_chunk_publish(ra_chunk_t *chunk);
+void _ra_arena_chunk_unpublish(ra_chunk_t *chunk);
+void _ra_arena_chunk_free(ra_arena_t *arena, size_t index, size_t count, bool decommitted);
+void *_ra_arena_meta_alloc(size_t size);
+size_t _ra_arena_count(void);
+ra_arena_t *_ra_arena_at(size_t i);
+ra_arena_t *_ra_arena_containing(const void *p);
+/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
+static inline bool _ra_chunk_map_has_n(uintptr_t n) {
+  if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
+  return (atomic_load_explicit(&_ra_chunk_map[n >> 6], memory_order_relaxed) >> (n & 63)) & 1;
+}
+static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
+  return _ra_chunk_map_has_n(chunk_addr >> RA_CHUNK_SHIFT);
+}
+
+/* chunk.c: spans of slices inside chunks, and huge blocks */
+ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices);
+void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *chunk, ra_page_t *page);
+int _ra_chunk_commit_slices(ra_chunk_t *chunk, size_t first, size_t count);
+void _ra_chunk_decommit_slices(ra_chunk_t *chunk, uint64_t mask);
+void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero);
+void _ra_huge_free(ra_chunk_t *chunk);
+bool _ra_huge_resize(ra_chunk_t *chunk, size_t size);
+void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *chunk);
+bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *chunk);
+ra_chunk_t *_ra_chunk_pop_abandoned(void);
+void _ra_chunk_abandon(ra_chunk_t *chunk);
+void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c);
+void _ra_chunk_list_push(ra_chunk_t **list, ra_chunk_t *c);
+
+/* page.c: carving, collecting, queues, and the cross-thread free state */
+extern ra_page_t _ra_page_empty;
+extern const uint32_t _ra_class_size[RA_CLASS_COUNT];
+void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
+int _ra_page_extend(ra_page_t *page);
+void _ra_page_collect(ra_page_t *page);
+size_t _ra_page_collect_xfree(ra_page_t *page);
+void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_to_full(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
+void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
+ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx);
+void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
+
+/* heap.c: thread heaps, process initialisation, thread exit */
+extern __thread ra_heap_t *_ra_tls_heap __attribute__((tls_model("initial-exec")));
+extern ra_heap_t _ra_heap_empty;
+extern bool _ra_commit_whole_chunks; /* set once at initialisation */
+ra_heap_t *_ra_heap_get_slow(void);
+void _ra_heap_collect_delayed(ra_heap_t *heap);
+void _ra_init(void);
+void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
+
+/* alloc.c */
+void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
+
+/* free.c */
+void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
+void _ra_free_generic(void *p);
+void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
+size_t _ra_usable_size_checked(const void *p, bool *ok);
+
+/* ---- Small inline helpers ------------------------------------------------------------------------ */
+
+/* Size class of a request (size >= 1 and <= RA_LARGE_MAX; 0 is treated as 1). */
+static inline size_t _ra_size_class(size_t size) {
+  if (size <= 128) return size <= 16 ? 0 : (size - 1) >> 4;
+  size_t s = size - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
+  return 8 + (size_t)(b - 7) * 8 + ((s >> (b - 3)) & 7);
+}
+
+static inline size_t _ra_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+static inline uint64_t _ra_now_ms(void);
+#include <time.h>
+static inline uint64_t _ra_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#endif /* RAMALLOC_INTERNAL_H */

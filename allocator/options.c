@@ -1,0 +1,119 @@
+/* Options: one table (name, default, meaning), read once from RAMALLOC_<NAME> without allocating. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef enum opt_kind_e { OPT_BOOL, OPT_SIZE, OPT_ENUM } opt_kind_t;
+
+typedef struct opt_desc_s {
+  const char *name;          /* environment variable, without the RAMALLOC_ prefix */
+  opt_kind_t kind;
+  long long def;
+  const char *const *choices; /* OPT_ENUM: names, index = value */
+  const char *meaning;
+} opt_desc_t;
+
+static const char *const commit_choices[] = {"auto", "overcommit", "protect", NULL};
+
+static const opt_desc_t opt_table[RA_OPT_COUNT] = {
+  [RA_OPT_VERBOSE] = {"VERBOSE", OPT_BOOL, 0, NULL,
+                      "print the options and every reservation to stderr"},
+  [RA_OPT_ARENA_RESERVE] = {"ARENA_RESERVE", OPT_SIZE, (long long)RA_ARENA_DEFAULT, NULL,
+                            "bytes of address space reserved per arena (K/M/G suffixes; min 16M)"},
+  [RA_OPT_COMMIT] = {"COMMIT", OPT_ENUM, RA_COMMIT_OPT_AUTO, commit_choices,
+                     "auto|overcommit|protect: how committing works on Linux (auto: overcommit "
+                     "unless vm.overcommit_memory is 2)"},
+};
+
+static long long opt_value[RA_OPT_COUNT];
+static bool opt_from_env[RA_OPT_COUNT];
+static atomic_bool opt_ready;
+
+static bool parse_size(const char *s, long long *out) {
+  if (*s < '0' || *s > '9') return false;
+  unsigned long long v = 0;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    if (v > (1ULL << 50)) return false;
+    v = v * 10 + (unsigned)(*s - '0');
+  }
+  unsigned shift = 0;
+  switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    case 't': case 'T': shift = 40; s++; break;
+    default: break;
+  }
+  if (*s == 'i' || *s == 'I') s++;
+  if (*s == 'b' || *s == 'B') s++;
+  if (*s != '\0' || (shift > 0 && v > (1ULL << (62 - shift)))) return false;
+  *out = (long long)(v << shift);
+  return true;
+}
+
+static bool parse_value(const opt_desc_t *d, const char *s, long long *out) {
+  switch (d->kind) {
+    case OPT_BOOL:
+      if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "on") || !strcasecmp(s, "yes")) {
+        *out = 1;
+        return true;
+      }
+      if (!strcmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "off") || !strcasecmp(s, "no")) {
+        *out = 0;
+        return true;
+      }
+      return false;
+    case OPT_SIZE:
+      return parse_size(s, out);
+    case OPT_ENUM:
+      for (long long i = 0; d->choices[i] != NULL; i++) {
+        if (!strcasecmp(s, d->choices[i])) {
+          *out = i;
+          return true;
+        }
+      }
+      return false;
+  }
+  return false;
+}
+
+void _ra_options_init(void) {
+  if (atomic_load_explicit(&opt_ready, memory_order_acquire)) return;
+  for (int i = 0; i < RA_OPT_COUNT; i++) {
+    const opt_desc_t *d = &opt_table[i];
+    char var[64];
+    _ra_fmt(var, sizeof var, "RAMALLOC_%s", d->name);
+    long long v = d->def;
+    const char *s = getenv(var); /* getenv does not allocate */
+    if (s != NULL && *s != '\0') {
+      if (parse_value(d, s, &v)) {
+        opt_from_env[i] = true;
+      } else {
+        _ra_write(2, "ramalloc: ignoring %s=%s (not a valid value); using the default\n", var, s);
+        v = d->def;
+      }
+    }
+    opt_value[i] = v;
+  }
+  /* Arena reserve: at least RA_ARENA_MIN, a whole number of chunks. */
+  long long ar = opt_value[RA_OPT_ARENA_RESERVE];
+  if (ar < (long long)RA_ARENA_MIN) ar = (long long)RA_ARENA_MIN;
+  opt_value[RA_OPT_ARENA_RESERVE] = (long long)_ra_align_up((size_t)ar, RA_CHUNK_SIZE);
+  atomic_store_explicit(&opt_ready, true, memory_order_release);
+}
+
+long long _ra_option(ra_option_t opt) { return opt_value[opt]; }
+
+void _ra_options_print(void) {
+  for (int i = 0; i < RA_OPT_COUNT; i++) {
+    const opt_desc_t *d = &opt_table[i];
+    long long v = opt_value[i];
+    if (d->kind == OPT_ENUM)
+      _ra_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, d->choices[v],
+                opt_from_env[i] ? "" : " (default)", d->meaning);
+    else
+      _ra_write(2, "ramalloc: option RAMALLOC_%s=%lld%s  # %s\n", d->name, v,
+                opt_from_env[i] ? "" : " (default)", d->meaning);
+  }
+}

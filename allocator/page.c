@@ -1,0 +1,253 @@
+/* Pages: spans of slices carved into blocks of one size class. Blocks are carved a few KiB at a
+ * time (so memory is touched, and committed, only as the page fills) and linked through their first
+ * word. Two free lists per page: `free` (the owner pops and pushes here, so a block freed is the
+ * next handed out, still in cache) and `xfree` (other threads' frees, atomic). The heap keeps its pages in one queue per class, and
+ * pages without free blocks in a `full` list; a remote free into a full page tells the owner
+ * through the heap's delayed list so the page comes back.
+ *
+ * Page layout (offsets from the first slice of the span):
+ *   0                       block 0
+ *   k * block_size          block k            (k < capacity: carved; < reserved: fits)
+ *   reserved * block_size   unused tail (less than one block) */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+
+ra_page_t _ra_page_empty; /* free == NULL: every heap->direct[] slot without a page points here */
+
+#define C8(b) (1u << (b)) + 1 * (1u << ((b)-3)), (1u << (b)) + 2 * (1u << ((b)-3)), \
+              (1u << (b)) + 3 * (1u << ((b)-3)), (1u << (b)) + 4 * (1u << ((b)-3)), \
+              (1u << (b)) + 5 * (1u << ((b)-3)), (1u << (b)) + 6 * (1u << ((b)-3)), \
+              (1u << (b)) + 7 * (1u << ((b)-3)), (1u << ((b) + 1))
+const uint32_t _ra_class_size[RA_CLASS_COUNT] = {
+  16, 32, 48, 64, 80, 96, 112, 128,
+  C8(7), C8(8), C8(9), C8(10), C8(11), C8(12), C8(13),
+  C8(14), C8(15), C8(16), C8(17), C8(18), C8(19), C8(20),
+};
+#undef C8
+_Static_assert(RA_CLASS_COUNT == 8 + 14 * 8, "class table covers 16 B .. 2 MiB");
+
+static size_t class_slices(size_t class_idx) {
+  size_t bs = _ra_class_size[class_idx];
+  if (bs <= RA_SMALL_MAX) return 1;
+  if (bs <= RA_MEDIUM_MAX) return RA_MEDIUM_SLICES;
+  return (bs + RA_SLICE_SIZE - 1) / RA_SLICE_SIZE;
+}
+
+void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on) {
+  if (on)
+    atomic_fetch_or_explicit(&page->flags, flag, memory_order_relaxed);
+  else
+    atomic_fetch_and_explicit(&page->flags, (uint8_t)~flag, memory_order_relaxed);
+}
+
+/* ---- Carving -------------------------------------------------------------------------------------- */
+
+void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
+  (void)heap;
+  size_t bs = _ra_class_size[class_idx];
+  page->block_size = (uint32_t)bs;
+  page->class_idx = (uint8_t)class_idx;
+  page->reserved = (uint32_t)((page->slice_count * RA_SLICE_SIZE) / bs);
+  page->capacity = 0;
+  page->used = 0;
+  page->free = NULL;
+  atomic_store_explicit(&page->xfree, RA_DELAY_NONE, memory_order_relaxed);
+  page->free_is_zero = 0;
+  page->committed_slices = 0;
+  atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+}
+
+/* Carve more blocks onto the (empty) free list, committing slices as the carved end needs them.
+ * Returns 0, or ENOMEM when the commit fails (the page is unchanged). */
+int _ra_page_extend(ra_page_t *page) {
+  ra_assert(page->free == NULL && page->capacity < page->reserved);
+  ra_chunk_t *c = _ra_chunk_of_desc(page);
+  size_t bs = page->block_size;
+  size_t n = RA_EXTEND_BYTES / bs;
+  if (n < 4) n = 4;
+  if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+  size_t end = (page->capacity + n) * bs;
+  size_t need = (end + RA_SLICE_SIZE - 1) / RA_SLICE_SIZE;
+  if (need > page->committed_slices) {
+    size_t head = (size_t)(page - c->pages);
+    if (_ra_chunk_commit_slices(c, head + page->committed_slices, need - page->committed_slices) != RA_OS_OK)
+      return ENOMEM;
+    page->committed_slices = (uint8_t)need;
+  }
+  uint8_t *start = _ra_page_start(c, page) + page->capacity * bs;
+  ra_block_t *b = (ra_block_t *)start;
+  for (size_t i = 0; i + 1 < n; i++) {
+    ra_block_t *next = (ra_block_t *)((uint8_t *)b + bs);
+    b->next = next;
+    b = next;
+  }
+  b->next = NULL;
+  page->free = (ra_block_t *)start;
+  page->capacity += (uint32_t)n;
+  page->free_is_zero = page->fresh;
+  return 0;
+}
+
+/* ---- Collecting ----------------------------------------------------------------------------------- */
+
+/* Take the blocks other threads freed into the page: they join `free` and leave `used`. */
+size_t _ra_page_collect_xfree(ra_page_t *page) {
+  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
+  do {
+    if ((tf & ~(uintptr_t)3) == 0) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, tf & 3, memory_order_acquire,
+                                                  memory_order_relaxed));
+  ra_block_t *head = (ra_block_t *)(tf & ~(uintptr_t)3), *tail = head;
+  size_t n = 1;
+  while (tail->next != NULL) {
+    tail = tail->next;
+    n++;
+  }
+  tail->next = page->free;
+  page->free = head;
+  page->free_is_zero = 0;
+  page->used -= (uint32_t)n;
+  return n;
+}
+
+void _ra_page_collect(ra_page_t *page) {
+  if (atomic_load_explicit(&page->xfree, memory_order_relaxed) & ~(uintptr_t)3) _ra_page_collect_xfree(page);
+}
+
+/* ---- Cross-thread free state ---------------------------------------------------------------------- */
+
+/* Move the page's delay state to `state`, waiting out a remote thread that is in the middle of a
+ * delayed free (RA_DELAY_FREEING). RA_DELAY_NEVER is kept unless override_never. */
+void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never) {
+  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_acquire);
+  for (;;) {
+    uintptr_t d = tf & 3;
+    if (d == RA_DELAY_FREEING) {
+      sched_yield();
+      tf = atomic_load_explicit(&page->xfree, memory_order_acquire);
+      continue;
+    }
+    if (d == (uintptr_t)state || (d == RA_DELAY_NEVER && !override_never)) return;
+    if (atomic_compare_exchange_weak_explicit(&page->xfree, &tf, (tf & ~(uintptr_t)3) | state,
+                                              memory_order_acq_rel, memory_order_acquire))
+      return;
+  }
+}
+
+/* ---- Queues --------------------------------------------------------------------------------------- */
+
+/* Point heap->direct[] at the first page of a class that small requests map to. */
+static void direct_update(ra_heap_t *heap, size_t class_idx) {
+  size_t bs = _ra_class_size[class_idx];
+  if (bs > RA_DIRECT_MAX) return;
+  ra_page_t *pg = heap->queues[class_idx].first;
+  if (pg == NULL) pg = &_ra_page_empty;
+  size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] / RA_ALIGN + 1;
+  for (size_t i = lo; i <= bs / RA_ALIGN; i++) heap->direct[i] = pg;
+}
+
+static void queue_push_front(ra_page_queue_t *q, ra_page_t *page) {
+  page->prev = NULL;
+  page->next = q->first;
+  if (q->first) q->first->prev = page;
+  else q->last = page;
+  q->first = page;
+}
+
+static void queue_unlink(ra_page_queue_t *q, ra_page_t *page) {
+  if (page->prev) page->prev->next = page->next;
+  else q->first = page->next;
+  if (page->next) page->next->prev = page->prev;
+  else q->last = page->prev;
+  page->next = page->prev = NULL;
+}
+
+void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page) {
+  queue_push_front(&heap->queues[page->class_idx], page);
+  direct_update(heap, page->class_idx);
+}
+
+void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page) {
+  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) {
+    queue_unlink(&heap->full, page);
+    return;
+  }
+  ra_page_queue_t *q = &heap->queues[page->class_idx];
+  bool was_first = q->first == page;
+  queue_unlink(q, page);
+  if (was_first) direct_update(heap, page->class_idx);
+}
+
+/* Move a page that has no free block to the full list. Remote frees from now on notify the heap.
+ * Returns false (and leaves the page queued) when a remote free slipped in meanwhile. */
+static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
+  _ra_page_set_delay(page, RA_DELAY_USE, false);
+  _ra_page_collect(page); /* a free that came before the state change would otherwise be stranded */
+  if (page->free != NULL) {
+    _ra_page_set_delay(page, RA_DELAY_NONE, false);
+    return false;
+  }
+  _ra_page_queue_remove(heap, page);
+  _ra_page_set_flag(page, RA_PAGE_IN_FULL, true);
+  queue_push_front(&heap->full, page);
+  return true;
+}
+
+void _ra_page_to_full(ra_heap_t *heap, ra_page_t *page) { (void)page_to_full(heap, page); }
+
+void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
+  _ra_page_set_delay(page, RA_DELAY_NONE, false);
+  queue_unlink(&heap->full, page);
+  _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
+  _ra_page_queue_push(heap, page);
+}
+
+void _ra_page_free(ra_heap_t *heap, ra_page_t *page) {
+  _ra_page_queue_remove(heap, page);
+  _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page);
+}
+
+/* A page became empty. Keep it if it is the only page of a small or medium class (the next
+ * allocation of that size would make a new one at once); give it back otherwise. */
+void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
+  ra_page_queue_t *q = &heap->queues[page->class_idx];
+  if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL) return;
+  _ra_page_free(heap, page);
+}
+
+/* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
+ * memory. Walks the queue collecting frees, moves pages without room to the full list, and makes
+ * a new page when none has room. */
+ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
+  ra_page_queue_t *q = &heap->queues[class_idx];
+  ra_page_t *page = q->first, *next;
+  for (; page != NULL; page = next) {
+    next = page->next;
+    _ra_page_collect(page);
+    if (page->free != NULL) break;
+    if (page->capacity < page->reserved) {
+      if (_ra_page_extend(page) != 0) return NULL;
+      break;
+    }
+    if (!page_to_full(heap, page)) break;
+  }
+  if (page != NULL) {
+    if (q->first != page) {
+      queue_unlink(q, page);
+      _ra_page_queue_push(heap, page);
+    }
+    return page;
+  }
+  page = _ra_chunk_span_alloc(heap, class_slices(class_idx));
+  if (page == NULL) return NULL;
+  _ra_page_init(heap, page, class_idx);
+  if (_ra_page_extend(page) != 0) {
+    _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page);
+    return NULL;
+  }
+  _ra_page_queue_push(heap, page);
+  return page;
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages the build, tests and benchmarks need, when missing (root or sudo).
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config python3 valgrind libcmocka-dev libbenchmark-dev
+      libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev gnuplot-nox mingw-w64)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+sudo_=""
+[ "$(id -u)" -eq 0 ] || sudo_=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo_ apt-get update -qq
+$sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
