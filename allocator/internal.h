@@ -327,6 +327,9 @@ void _ra_heap_collect_delayed(ra_heap_t *heap);
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 
+/* stats.c */
+bool _ra_validate_heap(void);
+
 /* alloc.c */
 void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
 

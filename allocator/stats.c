@@ -107,3 +107,89 @@ void ra_stats_print(int fd) {
     _ra_write(fd, "  %10zu %8zu %12zu %12zu\n", c->block_size, c->pages, c->blocks_used, c->blocks_free);
   }
 }
+
+/* ---- Validation ------------------------------------------------------------------------------------ */
+
+static bool validate_fail(const char *what, const void *where) {
+  _ra_write(2, "ramalloc: invariant broken: %s at %p\n", what, where);
+  return false;
+}
+
+/* The page invariants from internal.h, from the owner's side. */
+static bool validate_page(ra_chunk_t *c, ra_page_t *pg) {
+  if (pg->used > pg->capacity || pg->capacity > pg->reserved) return validate_fail("used <= capacity <= reserved", pg);
+  if ((size_t)pg->reserved * pg->block_size > (size_t)pg->slice_count * RA_SLICE_SIZE)
+    return validate_fail("reserved blocks fit the span", pg);
+  if (pg->class_idx >= RA_CLASS_COUNT || _ra_class_size[pg->class_idx] != pg->block_size)
+    return validate_fail("block size matches the class", pg);
+  uint8_t *start = _ra_page_start(c, pg);
+  size_t nfree = 0;
+  for (ra_block_t *b = pg->free; b != NULL; b = b->next) {
+    size_t off = (size_t)((uint8_t *)b - start);
+    if ((uint8_t *)b < start || off % pg->block_size != 0 || off / pg->block_size >= pg->capacity)
+      return validate_fail("free block inside the carved part of its page", b);
+    if (++nfree > pg->capacity) return validate_fail("free list has no cycle", pg);
+  }
+  if (nfree != pg->capacity - pg->used) return validate_fail("used == capacity - |free|", pg);
+  return true;
+}
+
+static bool validate_chunk(ra_heap_t *heap, ra_chunk_t *c) {
+  if (c->magic != RA_CHUNK_MAGIC || c->kind != RA_CHUNK_PAGES) return validate_fail("chunk magic and kind", c);
+  if (atomic_load_explicit(&c->heap, memory_order_relaxed) != heap) return validate_fail("chunk owner", c);
+  if (!_ra_chunk_map_has((uintptr_t)c)) return validate_fail("chunk map bit", c);
+  if (c->free_slices & 1) return validate_fail("slice 0 never free", c);
+  if ((uint32_t)__builtin_popcountll(c->free_slices) != c->free_count) return validate_fail("free_count", c);
+  uint32_t heads = 0;
+  for (size_t idx = 1; idx < RA_SLICES;) {
+    ra_page_t *pg = &c->pages[idx];
+    bool free_slice = (c->free_slices >> idx) & 1;
+    uint8_t flags = atomic_load_explicit(&pg->flags, memory_order_relaxed);
+    if (free_slice) {
+      if (!(flags & RA_PAGE_NOT_PAGE)) return validate_fail("free slice marked as a page", pg);
+      idx++;
+      continue;
+    }
+    if ((flags & RA_PAGE_NOT_PAGE) || pg->slice_offset != 0 || pg->slice_count == 0 || idx + pg->slice_count > RA_SLICES)
+      return validate_fail("used slice starts a span", pg);
+    for (size_t j = 1; j < pg->slice_count; j++)
+      if (c->pages[idx + j].slice_offset != j || ((c->free_slices >> (idx + j)) & 1))
+        return validate_fail("span slices point back to their head", &c->pages[idx + j]);
+    if (!validate_page(c, pg)) return false;
+    heads++;
+    idx += pg->slice_count;
+  }
+  if (heads != c->pages_in_use) return validate_fail("pages_in_use", c);
+  return true;
+}
+
+/* Check every invariant of the calling thread's heap: its chunks, their spans and pages, and the
+ * page queues. Returns true when all hold; otherwise reports the first broken one on stderr. Call
+ * it when no other thread frees into this heap's pages. */
+bool _ra_validate_heap(void) {
+  ra_heap_t *heap = _ra_tls_heap;
+  if (heap == &_ra_heap_empty) return true;
+  for (int full = 0; full < 2; full++)
+    for (ra_chunk_t *c = full ? heap->chunks_full : heap->chunks; c != NULL; c = c->next) {
+      if ((c->free_count == 0) != (full == 1)) return validate_fail("chunk on the right list", c);
+      if (!validate_chunk(heap, c)) return false;
+    }
+  for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {
+    ra_page_queue_t *q = i < RA_CLASS_COUNT ? &heap->queues[i] : &heap->full;
+    ra_page_t *prev = NULL;
+    for (ra_page_t *pg = q->first; pg != NULL; prev = pg, pg = pg->next) {
+      uint8_t flags = atomic_load_explicit(&pg->flags, memory_order_relaxed);
+      if (pg->prev != prev) return validate_fail("queue links", pg);
+      if (((flags & RA_PAGE_IN_FULL) != 0) != (i == RA_CLASS_COUNT)) return validate_fail("IN_FULL flag matches the queue", pg);
+      if (i < RA_CLASS_COUNT && pg->class_idx != i) return validate_fail("page in its class queue", pg);
+      if (atomic_load_explicit(&_ra_chunk_of_desc(pg)->heap, memory_order_relaxed) != heap)
+        return validate_fail("queued page belongs to this heap", pg);
+    }
+    if (q->last != prev) return validate_fail("queue tail", q);
+    if (i < RA_CLASS_COUNT && _ra_class_size[i] <= RA_DIRECT_MAX) {
+      ra_page_t *want = q->first ? q->first : &_ra_page_empty;
+      if (heap->direct[_ra_class_size[i] / RA_ALIGN] != want) return validate_fail("direct[] points at the queue head", q);
+    }
+  }
+  return true;
+}
