@@ -255,6 +255,25 @@ void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
 
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, false); }
 
+/* ---- fork ---------------------------------------------------------------------------------------- */
+
+/* Around fork(): hold every arena lock so the child starts with consistent bitmaps. Lock order:
+ * meta_lock, arena_create_lock, then each arena's lock: the order in which the allocator itself
+ * nests them (_ra_arena_meta_alloc). */
+void _ra_arena_fork_prepare(void) {
+  pthread_mutex_lock(&meta_lock);
+  pthread_mutex_lock(&arena_create_lock);
+  size_t n = _ra_arena_count();
+  for (size_t i = 0; i < n; i++) pthread_mutex_lock(&_ra_arena_at(i)->lock);
+}
+
+void _ra_arena_fork_release(void) {
+  size_t n = _ra_arena_count();
+  for (size_t i = n; i-- > 0;) pthread_mutex_unlock(&_ra_arena_at(i)->lock);
+  pthread_mutex_unlock(&arena_create_lock);
+  pthread_mutex_unlock(&meta_lock);
+}
+
 /* ---- Metadata area -------------------------------------------------------------------------------- */
 
 /* Zeroed memory for allocator metadata (heap structs), inside slot 0 of an arena. Never freed:

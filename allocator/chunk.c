@@ -219,6 +219,9 @@ ra_chunk_t *_ra_chunk_pop_abandoned(void) {
   return c;
 }
 
+void _ra_chunk_fork_prepare(void) { pthread_mutex_lock(&abandoned_lock); }
+void _ra_chunk_fork_release(void) { pthread_mutex_unlock(&abandoned_lock); }
+
 /* A thread freeing into an abandoned chunk takes it over, so the memory is reused at once. */
 bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *c) {
   pthread_mutex_lock(&abandoned_lock);

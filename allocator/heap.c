@@ -48,7 +48,26 @@ void _ra_init(void) {
   pthread_mutex_unlock(&init_lock);
 }
 
-__attribute__((constructor)) static void ra_process_init(void) { _ra_init(); }
+/* fork(): the child must not inherit a lock another thread held. Every allocator lock is taken
+ * before the fork and released in both processes after it. In the child only the forking thread
+ * lives on; other threads' chunks stay owned by their (dead) heaps, and frees into them go to the
+ * pages' remote lists, which is safe. */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&heap_lock);
+  _ra_chunk_fork_prepare();
+  _ra_arena_fork_prepare();
+}
+
+static void fork_release(void) {
+  _ra_arena_fork_release();
+  _ra_chunk_fork_release();
+  pthread_mutex_unlock(&heap_lock);
+}
+
+__attribute__((constructor)) static void ra_process_init(void) {
+  _ra_init();
+  pthread_atfork(fork_prepare, fork_release, fork_release);
+}
 
 static void heap_reset(ra_heap_t *h) {
   uint32_t gen = h->generation;

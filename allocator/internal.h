@@ -277,6 +277,8 @@ void *_ra_arena_meta_alloc(size_t size);
 size_t _ra_arena_count(void);
 ra_arena_t *_ra_arena_at(size_t i);
 ra_arena_t *_ra_arena_containing(const void *p);
+void _ra_arena_fork_prepare(void);
+void _ra_arena_fork_release(void);
 /* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
   if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
@@ -300,6 +302,8 @@ ra_chunk_t *_ra_chunk_pop_abandoned(void);
 void _ra_chunk_abandon(ra_chunk_t *chunk);
 void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c);
 void _ra_chunk_list_push(ra_chunk_t **list, ra_chunk_t *c);
+void _ra_chunk_fork_prepare(void);
+void _ra_chunk_fork_release(void);
 
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
