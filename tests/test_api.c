@@ -505,6 +505,41 @@ static void test_calloc_after_realloc(void **state) {
   }
 }
 
+/* Memory dirtied by one size class, freed completely (pages and chunks become free), then carved
+ * again by calloc for another class: every calloc block reads as zero. */
+static void test_calloc_over_dirty_chunks(void **state) {
+  (void)state;
+  static const size_t pairs[][2] = {{1000, 1500},   {100, 48},       {20000, 3000},   {300000, 40000},
+                                    {40000, 700000}, {16, 2 * RA_MiB}, {3 * RA_MiB, 100}, {5000, 5 * RA_MiB}};
+  enum { MAXP = 40000 };
+  static void *p[MAXP];
+  const size_t volume = 24 * RA_MiB;
+  for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+    size_t dirty = pairs[k][0], clean = pairs[k][1];
+    size_t n = volume / dirty;
+    if (n > MAXP) n = MAXP;
+    for (size_t i = 0; i < n; i++) {
+      p[i] = ra_malloc(dirty);
+      assert_non_null(p[i]);
+      memset(p[i], 0xAB, ra_usable_size(p[i]));
+    }
+    for (size_t i = 0; i < n; i++) ra_free(p[i]);
+    size_t m = volume / clean;
+    if (m > MAXP) m = MAXP;
+    for (size_t i = 0; i < m; i++) {
+      p[i] = ra_calloc(1, clean);
+      if (!p[i]) fail_msg("ra_calloc(1, %zu) returned NULL", clean);
+      const uint64_t *w = (const uint64_t *)p[i];
+      for (size_t j = 0; j < clean / 8; j++)
+        if (w[j] != 0)
+          fail_msg("calloc(%zu) after %zu-byte blocks were freed: block %zu word %zu is %#llx", clean, dirty, i, j,
+                   (unsigned long long)w[j]);
+      for (size_t j = clean & ~(size_t)7; j < clean; j++) assert_int_equal(((uint8_t *)p[i])[j], 0);
+    }
+    for (size_t i = 0; i < m; i++) ra_free(p[i]);
+  }
+}
+
 /* ---- ra_owns ---------------------------------------------------------------------------------- */
 
 static int static_data = 42;
@@ -571,6 +606,56 @@ static void test_owns(void **state) {
   void *c = ra_calloc(10, 10);
   assert_true(ra_owns(c));
   ra_free(c);
+}
+
+/* ra_owns never faults on addresses around and inside ramalloc's own memory: chunk headers, free
+ * and decommitted space, the ends of chunks and arenas, the slices of a huge block. Blocks of every
+ * kind are live while their neighbourhood (+-40 MiB around each, at 4 KiB steps and at both sides
+ * of every 4 MiB and 64 KiB boundary) is probed, and every byte of a live block that is probed must
+ * be reported as owned. */
+static void test_owns_never_faults_nearby(void **state) {
+  (void)state;
+  const size_t sizes[] = {16, 1000, 20000, 300000, 3 * RA_MiB, 9 * RA_MiB};
+  enum { NS = sizeof sizes / sizeof sizes[0] };
+  uint8_t *blk[NS + 2];
+  size_t len[NS + 2];
+  for (size_t k = 0; k < NS; k++) {
+    blk[k] = ra_malloc(sizes[k]);
+    assert_non_null(blk[k]);
+    len[k] = sizes[k];
+  }
+  blk[NS] = ra_aligned_alloc(4 * RA_MiB, 100); /* on a chunk boundary */
+  len[NS] = 100;
+  blk[NS + 1] = ra_aligned_alloc(64 * RA_KiB, 5000); /* on a slice boundary */
+  len[NS + 1] = 5000;
+  assert_non_null(blk[NS]);
+  assert_non_null(blk[NS + 1]);
+  /* free a few blocks again so free space and retired pages are in the neighbourhood too */
+  void *gone[4] = {ra_malloc(100), ra_malloc(50000), ra_malloc(RA_MiB), ra_malloc(5 * RA_MiB)};
+  for (int i = 0; i < 4; i++) ra_free(gone[i]);
+
+  const uintptr_t span = 40 * RA_MiB;
+  for (size_t k = 0; k < NS + 2; k++) {
+    uintptr_t center = (uintptr_t)blk[k] & ~(uintptr_t)(4 * RA_MiB - 1);
+    uintptr_t lo = center > span ? center - span : 0, hi = center + span;
+    for (uintptr_t a = lo; a < hi; a += 4096) {
+      const uintptr_t probes[] = {a, a + 8, a + 4095, a - 1};
+      for (int j = 0; j < 4; j++) {
+        uintptr_t x = probes[j];
+        bool owned = ra_owns((const void *)x);
+        for (size_t b = 0; b < NS + 2; b++) {
+          uintptr_t s = (uintptr_t)blk[b];
+          if (x >= s && x < s + len[b] && !owned)
+            fail_msg("ra_owns(%p) false inside live block %p of %zu bytes", (void *)x, blk[b], len[b]);
+        }
+      }
+    }
+    /* 16-byte steps through the first and last 64 KiB of the chunk (header, last slice) */
+    for (uintptr_t a = center; a < center + 64 * RA_KiB; a += 16) (void)ra_owns((const void *)a);
+    for (uintptr_t a = center + 4 * RA_MiB - 64 * RA_KiB; a <= center + 4 * RA_MiB + 16; a += 16)
+      (void)ra_owns((const void *)a);
+  }
+  for (size_t k = 0; k < NS + 2; k++) ra_free(blk[k]);
 }
 
 /* ---- statistics ------------------------------------------------------------------------------- */
@@ -666,7 +751,9 @@ int main(void) {
       cmocka_unit_test(test_realloc_zero),
       cmocka_unit_test(test_calloc_zero_on_reuse),
       cmocka_unit_test(test_calloc_after_realloc),
+      cmocka_unit_test(test_calloc_over_dirty_chunks),
       cmocka_unit_test(test_owns),
+      cmocka_unit_test(test_owns_never_faults_nearby),
       cmocka_unit_test(test_stats),
       cmocka_unit_test(test_stats_print),
   };
