@@ -70,6 +70,11 @@ RA_EXPORT RA_NOTHROW size_t ra_usable_size(const void *p);
 /* True if p lies inside a block (live or free) of a ramalloc arena. Never faults, whatever p is. */
 RA_EXPORT RA_NOTHROW bool ra_owns(const void *p);
 
+/* Give memory back now: free pages and chunks that have waited out RAMALLOC_PURGE_DELAY_MS are
+ * reset or decommitted (RAMALLOC_PURGE); with force, everything free goes back whatever its age.
+ * Reserved ranges stay reserved. Cheap to call; malloc_trim calls it when ramalloc is preloaded. */
+RA_EXPORT void ra_collect(bool force);
+
 /* ---- Statistics --------------------------------------------------------------------------------- */
 
 #define RA_STATS_CLASSES 128
@@ -91,6 +96,7 @@ typedef struct ra_stats_s {
   size_t huge_blocks;       /* of which huge blocks (own chunk runs) */
   size_t chunks_in_use;     /* chunks owned by heaps or holding huge blocks */
   size_t heaps;             /* thread heaps alive */
+  size_t purged;            /* bytes given back by reset or decommit since start */
   size_t reserve_calls, commit_calls, decommit_calls, reset_calls, protect_calls, release_calls;
   size_t class_count;       /* entries used in classes[] */
   ra_class_stats_t classes[RA_STATS_CLASSES];
