@@ -53,7 +53,7 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
 }
 
 void *ra_malloc(size_t size) {
-  ra_heap_t *heap = _ra_tls_heap;
+  ra_heap_t *heap = _ra_heap_current();
   if (RA_LIKELY(size <= RA_DIRECT_MAX)) {
     ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
     ra_block_t *b = page->free;
@@ -68,7 +68,7 @@ void *ra_calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  ra_heap_t *heap = _ra_tls_heap;
+  ra_heap_t *heap = _ra_heap_current();
   if (RA_LIKELY(total <= RA_DIRECT_MAX)) {
     ra_page_t *page = heap->direct[(total + RA_ALIGN - 1) / RA_ALIGN];
     ra_block_t *b = page->free;
@@ -103,7 +103,7 @@ static void *malloc_aligned(size_t align, size_t size) {
       return (void *)a;
     }
   }
-  if (RA_UNLIKELY(_ra_tls_heap == &_ra_heap_empty) && _ra_heap_get_slow() == NULL) {
+  if (RA_UNLIKELY(_ra_heap_current() == &_ra_heap_empty) && _ra_heap_get_slow() == NULL) {
     errno = ENOMEM;
     return NULL;
   }

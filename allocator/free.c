@@ -74,7 +74,7 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   /* `reserved` is fixed for the page's life, so other threads may read it (capacity is not). */
   if (off % page->block_size != 0 || off / page->block_size >= page->reserved)
     _ra_error("free of a pointer inside a block:", p);
-  ra_heap_t *heap = _ra_tls_heap;
+  ra_heap_t *heap = _ra_heap_current();
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == heap || (owner == NULL && heap != &_ra_heap_empty && _ra_chunk_try_adopt(heap, chunk))) {
     _ra_free_local(heap, page, block);
@@ -93,13 +93,13 @@ void ra_free(void *p) {
    * RA_PAGE_NOT_PAGE there and takes the generic path, which walks back to the head. */
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
-  if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_tls_heap &&
+  if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
                 atomic_load_explicit(&page->flags, memory_order_relaxed) == 0)) {
     ra_block_t *b = p;
     b->next = page->free;
     page->free = b;
     page->free_is_zero = 0;
-    if (RA_UNLIKELY(--page->used == 0)) _ra_page_retire(_ra_tls_heap, page);
+    if (RA_UNLIKELY(--page->used == 0)) _ra_page_retire(_ra_heap_current(), page);
     return;
   }
   _ra_free_generic(p);

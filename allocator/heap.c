@@ -7,15 +7,12 @@
 
 #include "internal.h"
 
-__thread ra_heap_t *_ra_tls_heap __attribute__((tls_model("initial-exec"))) = &_ra_heap_empty;
-
 ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}};
 
 bool _ra_commit_whole_chunks;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool initialised;
-static pthread_key_t heap_key;
 
 static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
@@ -23,8 +20,8 @@ static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
 
 static void heap_thread_done(void *value);
 
-/* Once per process, before the first heap. Allocates nothing: getenv, open/read and
- * pthread_key_create (whose first keys live in the thread descriptor) are safe here. */
+/* Once per process, before the first heap. Allocates nothing: getenv, open/read and the thread
+ * layer's key creation (glibc keeps the first keys in the thread descriptor) are safe here. */
 void _ra_init(void) {
   if (atomic_load_explicit(&initialised, memory_order_acquire)) return;
   pthread_mutex_lock(&init_lock);
@@ -37,7 +34,7 @@ void _ra_init(void) {
     /* Where every commit splits a mapping (Linux, vm.max_map_count), protect mode commits whole
      * chunks: neighbouring chunks then merge into one mapping. See docs/os-layer.md. */
     _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
-    pthread_key_create(&heap_key, heap_thread_done);
+    _ra_thread_init(heap_thread_done);
     if (_ra_option(RA_OPT_VERBOSE)) {
       _ra_options_print();
       _ra_write(2, "ramalloc: os page %zu, granularity %zu, commit mode %s\n", os->page_size, os->granularity,
@@ -66,7 +63,7 @@ static void fork_release(void) {
 
 __attribute__((constructor)) static void ra_process_init(void) {
   _ra_init();
-  pthread_atfork(fork_prepare, fork_release, fork_release);
+  _ra_thread_atfork(fork_prepare, fork_release);
 }
 
 static void heap_reset(ra_heap_t *h) {
@@ -78,7 +75,7 @@ static void heap_reset(ra_heap_t *h) {
 
 /* The calling thread's heap, created on its first allocation. NULL when no memory is left. */
 ra_heap_t *_ra_heap_get_slow(void) {
-  ra_heap_t *h = _ra_tls_heap;
+  ra_heap_t *h = _ra_heap_current();
   if (h != &_ra_heap_empty) return h;
   _ra_init();
   pthread_mutex_lock(&heap_lock);
@@ -97,8 +94,8 @@ ra_heap_t *_ra_heap_get_slow(void) {
   if (heaps_all) heaps_all->prev_all = h;
   heaps_all = h;
   pthread_mutex_unlock(&heap_lock);
-  _ra_tls_heap = h;
-  pthread_setspecific(heap_key, h);
+  _ra_heap_set_current(h);
+  _ra_thread_register(h);
   return h;
 }
 
@@ -159,7 +156,7 @@ static void heap_thread_done(void *value) {
   ra_heap_t *h = value;
   if (h == NULL || h == &_ra_heap_empty) return;
   heap_abandon(h);
-  if (_ra_tls_heap == h) _ra_tls_heap = &_ra_heap_empty;
+  if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
   pthread_mutex_lock(&heap_lock);
   if (h->prev_all) h->prev_all->next_all = h->next_all;
   else heaps_all = h->next_all;

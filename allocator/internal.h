@@ -238,10 +238,14 @@ typedef enum ra_option_e {
   RA_OPT_VERBOSE,
   RA_OPT_ARENA_RESERVE,
   RA_OPT_COMMIT,         /* 0 auto, 1 overcommit, 2 protect */
+  RA_OPT_PURGE_DELAY_MS, /* -1 never, 0 at once */
+  RA_OPT_PURGE,          /* RA_PURGE_RESET or RA_PURGE_DECOMMIT */
+  RA_OPT_PURGE_THREAD,
   RA_OPT_COUNT
 } ra_option_t;
 
 enum { RA_COMMIT_OPT_AUTO = 0, RA_COMMIT_OPT_OVERCOMMIT = 1, RA_COMMIT_OPT_PROTECT = 2 };
+enum { RA_PURGE_RESET = 0, RA_PURGE_DECOMMIT = 1 };
 
 /* ---- Global statistics (exact; relaxed atomics, touched on slow paths only) ---------------------- */
 
@@ -322,8 +326,29 @@ void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
 ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx);
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
 
+/* thread_posix.c / thread_windows.c: the calling thread's heap, and a callback at thread exit.
+ * POSIX keeps the heap pointer in one initial-exec TLS slot (RA_TLS_MODEL may say otherwise for a
+ * library meant to be dlopen'ed); Windows keeps it in a TLS index and learns of thread exit through
+ * a fiber-local-storage callback. */
+#ifndef RA_TLS_MODEL
+#define RA_TLS_MODEL "initial-exec"
+#endif
+#if defined(_WIN32)
+ra_heap_t *_ra_heap_current(void);
+void _ra_heap_set_current(ra_heap_t *heap);
+#else
+extern __thread ra_heap_t *_ra_tls_heap __attribute__((tls_model(RA_TLS_MODEL)));
+static inline ra_heap_t *_ra_heap_current(void) { return _ra_tls_heap; }
+static inline void _ra_heap_set_current(ra_heap_t *heap) { _ra_tls_heap = heap; }
+#endif
+/* Once, at initialisation: `done(heap)` will run when a thread that called
+ * _ra_thread_register(heap) exits. Returns 0 or an error code. */
+int _ra_thread_init(void (*done)(void *heap));
+void _ra_thread_register(ra_heap_t *heap);
+/* Around fork(), where the OS has it: prepare before, release in parent and child. */
+void _ra_thread_atfork(void (*prepare)(void), void (*release)(void));
+
 /* heap.c: thread heaps, process initialisation, thread exit */
-extern __thread ra_heap_t *_ra_tls_heap __attribute__((tls_model("initial-exec")));
 extern ra_heap_t _ra_heap_empty;
 extern bool _ra_commit_whole_chunks; /* set once at initialisation */
 ra_heap_t *_ra_heap_get_slow(void);

@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-typedef enum opt_kind_e { OPT_BOOL, OPT_SIZE, OPT_ENUM } opt_kind_t;
+typedef enum opt_kind_e { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_ENUM } opt_kind_t;
 
 typedef struct opt_desc_s {
   const char *name;          /* environment variable, without the RAMALLOC_ prefix */
@@ -15,6 +15,7 @@ typedef struct opt_desc_s {
 } opt_desc_t;
 
 static const char *const commit_choices[] = {"auto", "overcommit", "protect", NULL};
+static const char *const purge_choices[] = {"reset", "decommit", NULL};
 
 static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_VERBOSE] = {"VERBOSE", OPT_BOOL, 0, NULL,
@@ -24,6 +25,12 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_COMMIT] = {"COMMIT", OPT_ENUM, RA_COMMIT_OPT_AUTO, commit_choices,
                      "auto|overcommit|protect: how committing works on Linux (auto: overcommit "
                      "unless vm.overcommit_memory is 2)"},
+  [RA_OPT_PURGE_DELAY_MS] = {"PURGE_DELAY_MS", OPT_INT, 10, NULL,
+                             "milliseconds a free page or chunk waits before it is purged (0: at once, -1: never)"},
+  [RA_OPT_PURGE] = {"PURGE", OPT_ENUM, RA_PURGE_DECOMMIT, purge_choices,
+                    "reset|decommit: how free memory goes back (reset keeps the commit charge)"},
+  [RA_OPT_PURGE_THREAD] = {"PURGE_THREAD", OPT_BOOL, 0, NULL,
+                           "run a background thread that purges while the program is quiet"},
 };
 
 static long long opt_value[RA_OPT_COUNT];
@@ -66,6 +73,13 @@ static bool parse_value(const opt_desc_t *d, const char *s, long long *out) {
       return false;
     case OPT_SIZE:
       return parse_size(s, out);
+    case OPT_INT: {
+      bool neg = *s == '-';
+      long long v;
+      if (!parse_size(neg ? s + 1 : s, &v)) return false;
+      *out = neg ? -v : v;
+      return true;
+    }
     case OPT_ENUM:
       for (long long i = 0; d->choices[i] != NULL; i++) {
         if (!strcasecmp(s, d->choices[i])) {

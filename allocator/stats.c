@@ -167,7 +167,7 @@ static bool validate_chunk(ra_heap_t *heap, ra_chunk_t *c) {
  * page queues. Returns true when all hold; otherwise reports the first broken one on stderr. Call
  * it when no other thread frees into this heap's pages. */
 bool _ra_validate_heap(void) {
-  ra_heap_t *heap = _ra_tls_heap;
+  ra_heap_t *heap = _ra_heap_current();
   if (heap == &_ra_heap_empty) return true;
   for (int full = 0; full < 2; full++)
     for (ra_chunk_t *c = full ? heap->chunks_full : heap->chunks; c != NULL; c = c->next) {
