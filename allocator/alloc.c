@@ -27,6 +27,7 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
     }
   }
   _ra_heap_collect_delayed(heap);
+  _ra_purge_maybe(heap);
   if (RA_UNLIKELY(size > RA_LARGE_MAX)) {
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;

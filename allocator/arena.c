@@ -48,6 +48,11 @@ int _ra_mem_decommit(void *addr, size_t size) {
   return err;
 }
 
+int _ra_mem_reset(void *addr, size_t size) {
+  counter_add(&_ra_counters.reset_calls, 1);
+  return _ra_os_reset(addr, size);
+}
+
 /* ---- Bitmaps -------------------------------------------------------------------------------------- */
 
 static inline bool bit_get(const uint64_t *map, size_t i) { return (map[i >> 6] >> (i & 63)) & 1; }
@@ -224,11 +229,70 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_are
   return c;
 }
 
+/* Purge a free committed slot (arena lock held): decommit all of it, header included, or reset
+ * its slices and keep the header (whose bitmaps say what is committed) for the next user. */
+static void slot_purge(ra_arena_t *a, size_t i) {
+  ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
+  uint64_t committed = c->committed | 1;
+  bit_clear(a->purgeable, i);
+  if (!_ra_purge_reset_only()) {
+    atomic_fetch_add_explicit(&_ra_counters.purged, (size_t)__builtin_popcountll(committed) * RA_SLICE_SIZE,
+                              memory_order_relaxed);
+    slot_decommit(a, i);
+    return;
+  }
+  atomic_store_explicit(&c->purge_slices, 0, memory_order_relaxed);
+  for (size_t s = 1; s < RA_SLICES;) {
+    if (!((committed >> s) & 1)) {
+      s++;
+      continue;
+    }
+    size_t e = s;
+    while (e < RA_SLICES && ((committed >> e) & 1)) e++;
+    _ra_mem_reset((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
+    atomic_fetch_add_explicit(&_ra_counters.purged, (e - s) * RA_SLICE_SIZE, memory_order_relaxed);
+    s = e;
+  }
+}
+
+/* One purge pass over every arena: free chunks that have waited `delay` ms (all with force) go
+ * back whole, and so do the free slices of chunks in use. Arenas and chunks that are busy are
+ * skipped (unless force), so no thread ever waits here for another's allocation. */
+void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
+  size_t n = _ra_arena_count();
+  for (size_t k = 0; k < n; k++) {
+    ra_arena_t *a = _ra_arena_at(k);
+    if (force) pthread_mutex_lock(&a->lock);
+    else if (pthread_mutex_trylock(&a->lock) != 0) continue;
+    size_t words = (a->chunk_slots + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+      for (uint64_t m = a->purgeable[w]; m != 0; m &= m - 1) {
+        size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+        if (force || now - a->free_ms[i] >= delay) slot_purge(a, i);
+      }
+      for (uint64_t m = a->in_use[w] & ~(w == 0 ? 1ULL : 0); m != 0; m &= m - 1) {
+        size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+        if (i >= a->chunk_slots) break;
+        ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
+        if (!_ra_chunk_map_has((uintptr_t)c) || c->kind != RA_CHUNK_PAGES) continue;
+        if (atomic_load_explicit(&c->purge_slices, memory_order_relaxed) == 0) continue;
+        if (force) _ra_chunk_lock(c);
+        else if (!_ra_chunk_trylock(c)) continue;
+        _ra_chunk_purge_slices(c, now, delay, force);
+        _ra_chunk_unlock(c);
+      }
+    }
+    pthread_mutex_unlock(&a->lock);
+  }
+}
+
 /* A chunk run goes back to its arena. Page chunks stay committed (purgeable: their header keeps
- * the slice bitmap); huge runs were decommitted by the caller. */
-void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitted) {
+ * the slice bitmap) until a purge, at once when the purge delay is 0; free_ms says since when the
+ * memory has been free. Huge runs were decommitted by the caller. */
+void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitted, uint64_t free_ms) {
   chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
-  uint64_t now = decommitted ? 0 : _ra_now_ms();
+  uint64_t now = free_ms;
+  bool purge_now = !decommitted && _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
   pthread_mutex_lock(&a->lock);
   for (size_t j = 0; j < count; j++) {
     bit_clear(a->in_use, i + j);
@@ -237,6 +301,7 @@ void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitte
     } else if (bit_get(a->committed, i + j)) {
       bit_set(a->purgeable, i + j);
       a->free_ms[i + j] = now;
+      if (purge_now) slot_purge(a, i + j);
     }
   }
   a->chunks_in_use -= count;

@@ -8,6 +8,7 @@
  *   offsetof(pages)  ra_page_t pages[65] (64 bytes each): slice i's descriptor
  *   RA_SLICE_SIZE    slice 1: first span, or the start of a huge block
  *   i * 64 KiB       slice i */
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -37,10 +38,22 @@ void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c) {
   c->next = c->prev = NULL;
 }
 
-/* ---- Commit --------------------------------------------------------------------------------------- */
+/* ---- The chunk lock ----------------------------------------------------------------------------- */
 
-/* Commit slices [first, first+count) of a chunk (those not committed yet). */
+/* Held by the owner while it changes the slice bitmaps (span alloc/free, commit: slow paths only)
+ * and by a thread purging the chunk's free slices, which only ever try-locks it. */
+void _ra_chunk_lock(ra_chunk_t *c) {
+  while (atomic_exchange_explicit(&c->lock, 1, memory_order_acquire)) sched_yield();
+}
+bool _ra_chunk_trylock(ra_chunk_t *c) { return !atomic_exchange_explicit(&c->lock, 1, memory_order_acquire); }
+void _ra_chunk_unlock(ra_chunk_t *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }
+
+/* ---- Commit and purge ----------------------------------------------------------------------------- */
+
+/* Commit slices [first, first+count) of a chunk (those not committed yet). Takes the chunk lock. */
 int _ra_chunk_commit_slices(ra_chunk_t *c, size_t first, size_t count) {
+  _ra_chunk_lock(c);
+  int err = RA_OS_OK;
   uint64_t missing = slice_mask(first, count) & ~c->committed;
   for (size_t s = first; s < first + count;) {
     if (!((missing >> s) & 1)) {
@@ -49,12 +62,42 @@ int _ra_chunk_commit_slices(ra_chunk_t *c, size_t first, size_t count) {
     }
     size_t e = s;
     while (e < first + count && ((missing >> e) & 1)) e++;
-    int err = _ra_mem_commit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
-    if (err != RA_OS_OK) return err;
+    err = _ra_mem_commit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
+    if (err != RA_OS_OK) break;
     c->committed |= slice_mask(s, e - s);
     s = e;
   }
-  return RA_OS_OK;
+  _ra_chunk_unlock(c);
+  return err;
+}
+
+/* Give back the free slices that have waited `delay` ms (all of them with force). Caller holds the
+ * chunk lock. Decommit, unless the purge mode is reset or committing whole chunks (where
+ * decommitting single slices would split mappings): then reset. */
+void _ra_chunk_purge_slices(ra_chunk_t *c, uint64_t now, uint64_t delay, bool force) {
+  uint64_t cand = atomic_load_explicit(&c->purge_slices, memory_order_relaxed), mask = 0;
+  for (uint64_t m = cand; m != 0; m &= m - 1) {
+    size_t i = (size_t)__builtin_ctzll(m);
+    if (force || now - c->slice_free_ms[i] >= delay) mask |= 1ULL << i;
+  }
+  if (mask == 0) return;
+  atomic_store_explicit(&c->purge_slices, cand & ~mask, memory_order_relaxed);
+  atomic_fetch_add_explicit(&_ra_counters.purged, (size_t)__builtin_popcountll(mask) * RA_SLICE_SIZE,
+                            memory_order_relaxed);
+  if (!_ra_purge_reset_only()) {
+    _ra_chunk_decommit_slices(c, mask);
+    return;
+  }
+  for (size_t s = 1; s < RA_SLICES;) {
+    if (!((mask >> s) & 1)) {
+      s++;
+      continue;
+    }
+    size_t e = s;
+    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
+    _ra_mem_reset((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
+    s = e;
+  }
 }
 
 /* Decommit the slices in `mask` (runs of them in one call each). The header's bitmaps are updated
@@ -95,7 +138,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
     committed = c->committed | 1; /* the old header still says which slices hold memory */
     dirty = c->dirty;
   } else if (_ra_mem_commit(c, RA_SLICE_SIZE) != RA_OS_OK) {
-    _ra_arena_chunk_free(arena, index, 1, true);
+    _ra_arena_chunk_free(arena, index, 1, true, 0);
     return NULL;
   }
   memset(c, 0, offsetof(ra_chunk_t, pages));
@@ -106,12 +149,16 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   c->kind = RA_CHUNK_PAGES;
   c->committed = committed;
   c->dirty = dirty;
+  /* Slices still committed from the chunk's last life wait for a purge like any free slice. */
+  atomic_store_explicit(&c->purge_slices, committed & ~1ULL, memory_order_relaxed);
+  uint64_t now = _ra_now_ms();
+  for (size_t i = 0; i < RA_SLICES; i++) c->slice_free_ms[i] = now;
   c->free_slices = ~1ULL;
   c->free_count = RA_SLICES - 1;
   chunk_reset_descriptors(c, 0, RA_SLICES + 1);
   if (_ra_commit_whole_chunks && _ra_chunk_commit_slices(c, 1, RA_SLICES - 1) != RA_OS_OK) {
     _ra_chunk_decommit_slices(c, c->committed);
-    _ra_arena_chunk_free(arena, index, 1, true);
+    _ra_arena_chunk_free(arena, index, 1, true, 0);
     return NULL;
   }
   atomic_store_explicit(&c->heap, heap, memory_order_release);
@@ -120,10 +167,12 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   return c;
 }
 
-static void chunk_release(ra_heap_t *heap, ra_chunk_t *c) {
+/* The chunk's last page is gone: it goes back to its arena, free since the latest time any of its
+ * slices still waiting for a purge became free. */
+static void chunk_release(ra_heap_t *heap, ra_chunk_t *c, uint64_t free_ms) {
   _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
   atomic_store_explicit(&c->heap, NULL, memory_order_relaxed);
-  _ra_arena_chunk_free(c->arena, c->index, 1, false);
+  _ra_arena_chunk_free(c->arena, c->index, 1, false, free_ms);
 }
 
 /* Index of the first run of `n` free slices in the bitmap, or 0. */
@@ -135,6 +184,11 @@ static size_t find_run(uint64_t free, size_t n) {
 
 static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n) {
   uint64_t m = slice_mask(idx, n);
+  _ra_chunk_lock(c);
+  atomic_fetch_and_explicit(&c->purge_slices, ~m, memory_order_relaxed);
+  bool fresh = (c->dirty & m) == 0;
+  c->dirty |= m;
+  _ra_chunk_unlock(c);
   c->free_slices &= ~m;
   c->free_count -= (uint32_t)n;
   if (c->free_count == 0) {
@@ -145,8 +199,7 @@ static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n
   ra_page_t *page = &c->pages[idx];
   memset(page, 0, sizeof *page);
   page->slice_count = (uint8_t)n;
-  page->fresh = (c->dirty & m) == 0;
-  c->dirty |= m;
+  page->fresh = fresh;
   for (size_t j = 1; j < n; j++) c->pages[idx + j].slice_offset = (uint8_t)j;
   return page;
 }
@@ -173,17 +226,32 @@ ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
 
 /* Give a page's slices back to its chunk; the last page of a chunk gives the chunk back to its
  * arena (still committed: it is purgeable from then on). */
-void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page) {
+/* Give a page's slices back to its chunk; they have been free since `free_since` (a kept empty
+ * page's retire time, or now). The last page of a chunk gives the chunk back to its arena. */
+void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64_t free_since) {
   size_t idx = (size_t)(page - c->pages), n = page->slice_count;
+  uint64_t m = slice_mask(idx, n);
   chunk_reset_descriptors(c, idx, n);
   if (c->free_count == 0) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
     _ra_chunk_list_push(&heap->chunks, c);
   }
-  c->free_slices |= slice_mask(idx, n);
+  c->free_slices |= m;
   c->free_count += (uint32_t)n;
   c->pages_in_use--;
-  if (c->pages_in_use == 0) chunk_release(heap, c);
+  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
+  uint64_t now = _ra_now_ms();
+  _ra_chunk_lock(c);
+  for (size_t i = idx; i < idx + n; i++) c->slice_free_ms[i] = free_since;
+  atomic_fetch_or_explicit(&c->purge_slices, m & c->committed, memory_order_relaxed);
+  if (delay >= 0) _ra_chunk_purge_slices(c, now, (uint64_t)delay, false); /* those that aged */
+  uint64_t latest = free_since;
+  for (uint64_t w = atomic_load_explicit(&c->purge_slices, memory_order_relaxed); w != 0; w &= w - 1) {
+    uint64_t t = c->slice_free_ms[__builtin_ctzll(w)];
+    if (t > latest) latest = t;
+  }
+  _ra_chunk_unlock(c);
+  if (c->pages_in_use == 0) chunk_release(heap, c, latest);
 }
 
 /* ---- Abandon and adopt ---------------------------------------------------------------------------- */
@@ -250,7 +318,7 @@ void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
     _ra_page_collect(page);
     if (page->used == 0) {
       bool last = c->pages_in_use == 1;
-      _ra_chunk_span_free(heap, c, page);
+      _ra_chunk_span_free(heap, c, page, _ra_now_ms());
       if (last) return; /* the chunk went back to its arena */
     } else {
       _ra_page_queue_push(heap, page);
@@ -285,7 +353,7 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
     if (err == RA_OS_OK && (err = _ra_mem_commit(block, usable)) != RA_OS_OK) _ra_mem_decommit(c, RA_SLICE_SIZE);
   }
   if (err != RA_OS_OK) {
-    _ra_arena_chunk_free(arena, index, count, true);
+    _ra_arena_chunk_free(arena, index, count, true, 0);
     return NULL;
   }
   c->magic = RA_CHUNK_MAGIC;
@@ -318,7 +386,7 @@ void _ra_huge_free(ra_chunk_t *c) {
     _ra_mem_decommit(block, committed);
     _ra_mem_decommit(c, RA_SLICE_SIZE);
   }
-  _ra_arena_chunk_free(arena, index, count, true);
+  _ra_arena_chunk_free(arena, index, count, true, 0);
 }
 
 /* Resize a huge block in place, within its run: commit more, or give back a tail that shrank by

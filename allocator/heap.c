@@ -64,6 +64,7 @@ static void fork_release(void) {
 __attribute__((constructor)) static void ra_process_init(void) {
   _ra_init();
   _ra_thread_atfork(fork_prepare, fork_release);
+  _ra_purge_thread_start();
 }
 
 static void heap_reset(ra_heap_t *h) {

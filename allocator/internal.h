@@ -131,7 +131,7 @@ typedef struct ra_page_s {
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t _pad;
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
-  uint64_t _pad_to_64;         /* keeps the size a power of two: descriptor index is a shift */
+  uint64_t retire_ms;          /* when the page became empty and was kept (see _ra_page_retire) */
 } ra_page_t;
 
 _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
@@ -153,11 +153,13 @@ struct ra_chunk_s {
   uint32_t chunk_count;        /* chunks in this run (1 unless huge) */
   uint8_t kind;                /* ra_chunk_kind_t */
   uint8_t abandoned;           /* on the abandoned list (guarded by its lock) */
-  uint16_t _pad;
+  _Atomic(uint8_t) lock;       /* guards the slice bitmaps below against a purging thread */
+  uint8_t _pad;
   uint32_t free_count;
-  uint64_t free_slices;        /* bit i: slice i is free */
+  uint64_t free_slices;        /* bit i: slice i is free (owner only) */
   uint64_t committed;          /* bit i: slice i is committed */
   uint64_t dirty;              /* bit i: slice i was used by a page since it was last decommitted */
+  _Atomic(uint64_t) purge_slices; /* bit i: slice i is free and holds memory not yet purged */
   uint32_t pages_in_use;
   uint32_t _pad2;
   ra_chunk_t *next, *prev;     /* heap's chunk lists, or the abandoned list */
@@ -165,6 +167,7 @@ struct ra_chunk_s {
   uint8_t *huge_block;         /* the block handed out (may be past slice 1 when aligned) */
   size_t huge_size;            /* usable bytes from huge_block */
   size_t huge_committed;       /* bytes committed from the start of slice 1 */
+  uint64_t slice_free_ms[RA_SLICES]; /* when each free slice was freed (monotonic ms) */
   ra_page_t pages[RA_SLICES + 1]; /* +1: a block aligned to a chunk boundary maps to index 64 */
 };
 
@@ -229,6 +232,7 @@ struct ra_heap_s {
   ra_heap_t *next_all, *prev_all;          /* every live heap (heap lock) */
   ra_heap_t *next_pool;                    /* free heap structs (heap lock) */
   uint32_t generation;                     /* bumped each time the struct is reused */
+  uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
 };
 
@@ -250,7 +254,7 @@ enum { RA_PURGE_RESET = 0, RA_PURGE_DECOMMIT = 1 };
 /* ---- Global statistics (exact; relaxed atomics, touched on slow paths only) ---------------------- */
 
 typedef struct ra_counters_s {
-  _Atomic(size_t) reserved, committed, committed_peak;
+  _Atomic(size_t) reserved, committed, committed_peak, purged;
   _Atomic(size_t) reserve_calls, commit_calls, decommit_calls, reset_calls, protect_calls, release_calls;
 } ra_counters_t;
 
@@ -272,11 +276,13 @@ extern ra_counters_t _ra_counters;
 extern _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
 int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
+int _ra_mem_reset(void *addr, size_t size);
+void _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
 ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
 void _ra_arena_chunk_publish(ra_chunk_t *chunk);
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk);
-void _ra_arena_chunk_free(ra_arena_t *arena, size_t index, size_t count, bool decommitted);
+void _ra_arena_chunk_free(ra_arena_t *arena, size_t index, size_t count, bool decommitted, uint64_t free_ms);
 void *_ra_arena_meta_alloc(size_t size);
 size_t _ra_arena_count(void);
 ra_arena_t *_ra_arena_at(size_t i);
@@ -286,7 +292,7 @@ void _ra_arena_fork_release(void);
 /* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
   if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
-  return (atomic_load_explicit(&_ra_chunk_map[n >> 6], memory_order_relaxed) >> (n & 63)) & 1;
+  return (atomic_load_explicit(&_ra_chunk_map[n >> 6], memory_order_acquire) >> (n & 63)) & 1;
 }
 static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
   return _ra_chunk_map_has_n(chunk_addr >> RA_CHUNK_SHIFT);
@@ -294,7 +300,7 @@ static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
 
 /* chunk.c: spans of slices inside chunks, and huge blocks */
 ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices);
-void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *chunk, ra_page_t *page);
+void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *chunk, ra_page_t *page, uint64_t free_since);
 int _ra_chunk_commit_slices(ra_chunk_t *chunk, size_t first, size_t count);
 void _ra_chunk_decommit_slices(ra_chunk_t *chunk, uint64_t mask);
 void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero);
@@ -306,6 +312,10 @@ ra_chunk_t *_ra_chunk_pop_abandoned(void);
 void _ra_chunk_abandon(ra_chunk_t *chunk);
 void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c);
 void _ra_chunk_list_push(ra_chunk_t **list, ra_chunk_t *c);
+void _ra_chunk_purge_slices(ra_chunk_t *chunk, uint64_t now, uint64_t delay, bool force);
+void _ra_chunk_lock(ra_chunk_t *chunk);
+bool _ra_chunk_trylock(ra_chunk_t *chunk);
+void _ra_chunk_unlock(ra_chunk_t *chunk);
 void _ra_chunk_fork_prepare(void);
 void _ra_chunk_fork_release(void);
 
@@ -323,6 +333,7 @@ void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since);
 ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx);
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
 
@@ -355,6 +366,12 @@ ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
+
+/* purge.c: giving free memory back after a delay */
+void _ra_purge_maybe(ra_heap_t *heap);
+void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool force);
+bool _ra_purge_reset_only(void);
+void _ra_purge_thread_start(void);
 
 /* stats.c */
 bool _ra_validate_heap(void);

@@ -205,16 +205,22 @@ void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_queue_push(heap, page);
 }
 
-void _ra_page_free(ra_heap_t *heap, ra_page_t *page) {
+void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since) {
   _ra_page_queue_remove(heap, page);
-  _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page);
+  _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, free_since);
 }
+
+void _ra_page_free(ra_heap_t *heap, ra_page_t *page) { _ra_page_free_since(heap, page, _ra_now_ms()); }
 
 /* A page became empty. Keep it if it is the only page of a small or medium class (the next
  * allocation of that size would make a new one at once); give it back otherwise. */
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   ra_page_queue_t *q = &heap->queues[page->class_idx];
-  if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL) return;
+  if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
+      _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
+    page->retire_ms = _ra_now_ms(); /* kept: the purge gives it back after the delay */
+    return;
+  }
   _ra_page_free(heap, page);
 }
 
@@ -245,7 +251,7 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
   if (page == NULL) return NULL;
   _ra_page_init(heap, page, class_idx);
   if (_ra_page_extend(page) != 0) {
-    _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page);
+    _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, _ra_now_ms());
     return NULL;
   }
   _ra_page_queue_push(heap, page);

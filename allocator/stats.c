@@ -55,6 +55,7 @@ void ra_stats_get(ra_stats_t *st) {
   st->reserved = atomic_load_explicit(&_ra_counters.reserved, memory_order_relaxed);
   st->committed = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
   st->committed_peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
+  st->purged = atomic_load_explicit(&_ra_counters.purged, memory_order_relaxed);
   st->reserve_calls = atomic_load_explicit(&_ra_counters.reserve_calls, memory_order_relaxed);
   st->commit_calls = atomic_load_explicit(&_ra_counters.commit_calls, memory_order_relaxed);
   st->decommit_calls = atomic_load_explicit(&_ra_counters.decommit_calls, memory_order_relaxed);
