@@ -132,7 +132,10 @@ static void page_stop_delay(ra_heap_t *heap, ra_page_t *page) {
 
 static void page_free_if_empty(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_collect(page);
-  if (page->used == 0) _ra_page_free(heap, page);
+  if (page->used != 0) return;
+  /* A page kept empty at the head of its queue has been free since it was retired. */
+  bool kept = page->retire_ms != 0 && page->prev == NULL && page->next == NULL;
+  _ra_page_free_since(heap, page, kept ? page->retire_ms : _ra_now_ms());
 }
 
 /* The thread is gone: no page may notify this heap any more, then everything empty goes back and
@@ -151,6 +154,9 @@ static void heap_abandon(ra_heap_t *heap) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
     _ra_chunk_abandon(c);
   }
+  /* Thread exit is a slow path too: give back what has waited out the delay. */
+  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
+  if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
 }
 
 static void heap_thread_done(void *value) {
