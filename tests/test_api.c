@@ -272,7 +272,8 @@ static void test_alignment_sweep(void **state) {
   enum { MAXLIVE = 64 };
   live_t live[MAXLIVE];
   for (size_t align = 16; align <= RA_MiB; align *= 2) {
-    const size_t sizes[] = {1, 8, 100, 5000, 70000, align / 2, align - 1, align, align + 1, 3 * align + 5};
+    const size_t sizes[] = {0, 1, 8, 100, 5000, 70000, align / 2, align - 1, align, align + 1, 3 * align + 5,
+                            2 * RA_MiB - align / 2};
     int nl = 0;
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
       size_t n = sizes[k];
@@ -324,6 +325,15 @@ static void test_alignment_big(void **state) {
     assert_int_equal(ra_posix_memalign(&m, align, 3 * align / 2), 0);
     check_aligned(m, align, 3 * align / 2);
     ra_free(m);
+  }
+  /* up to the default arena reservation (1 GiB): address space only, nothing touched but a byte */
+  const size_t huge_aligns[] = {256 * RA_MiB, RA_GiB};
+  for (int k = 0; k < 2; k++) {
+    uint8_t *p = ra_aligned_alloc(huge_aligns[k], 100);
+    check_aligned(p, huge_aligns[k], 100);
+    p[0] = 1;
+    p[99] = 2;
+    ra_free(p);
   }
 }
 

@@ -100,6 +100,8 @@ static void test_4g_few_mappings(void **state) {
   size_t maps_after = count_maps();
   if (maps_after >= 1000) fail_msg("%zu lines in /proc/self/maps after freeing 4 GiB", maps_after);
   ra_stats_get(&st2);
+  print_message("after freeing: %zu mappings, %zu MiB committed, %zu arenas\n", maps_after, st2.committed >> 20,
+                st2.arenas);
   assert_int_equal(st2.live_blocks, st0.live_blocks);
   assert_int_equal(st2.live_bytes, st0.live_bytes);
 }

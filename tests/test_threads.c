@@ -33,9 +33,11 @@ static void report(const char *fmt, size_t a, size_t b, const void *p) {
 static void assert_no_worker_errors(void) {
   int n = atomic_load(&n_errors);
   if (n != 0) {
+    char msg[sizeof first_error];
     pthread_mutex_lock(&error_mu);
-    fail_msg("%d error(s) in worker threads; first: %s", n, first_error);
-    pthread_mutex_unlock(&error_mu);
+    memcpy(msg, first_error, sizeof msg);
+    pthread_mutex_unlock(&error_mu); /* before fail_msg, which does not return */
+    fail_msg("%d error(s) in worker threads; first: %s", n, msg);
   }
 }
 
@@ -460,7 +462,10 @@ static void test_producer_consumers(void **state) {
     item_t it;
     size_t n = rt_rng_range(&r, 8, 2048);
     it.p = ra_malloc(n);
-    if (!it.p) fail_msg("ra_malloc(%zu) failed", n);
+    if (!it.p) {
+      report("producer: ra_malloc(%zu) failed at item %zu", n, (size_t)k, NULL);
+      break;
+    }
     it.n = n;
     it.tag = (uint64_t)k;
     rt_fill(it.p, n, rt_seed_of(it.p, n, it.tag));
@@ -468,14 +473,92 @@ static void test_producer_consumers(void **state) {
   }
   atomic_store(&pc_done, true);
   for (int i = 0; i < NCONS; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
-  assert_int_equal(atomic_load(&pc_consumed), total);
   assert_no_worker_errors();
+  assert_int_equal(atomic_load(&pc_consumed), total);
   assert_int_equal(live_blocks(), base);
   /* at most QCAP blocks (about 1 MiB) were in flight at once, but ~200 MiB went through: the
    * producer must have reused the blocks the consumers freed */
   size_t growth = worst - st0.committed;
   if (growth > 64 * RA_MiB) fail_msg("committed grew by %zu bytes with ~1 MiB in flight", growth);
   pthread_mutex_destroy(&pc_queue.mu);
+}
+
+/* ---- threads exiting while their blocks are being freed remotely ------------------------------ */
+
+/* Short-lived threads fill pages (so pages go full and remote frees take the delayed path), hand
+ * every block to one long-lived freer thread and exit at once, while the freer is still freeing
+ * into their pages. Races thread exit against in-flight remote frees. */
+static queue_t ex_queue;
+static atomic_bool ex_done;
+
+static void *ex_freer(void *arg) {
+  (void)arg;
+  item_t it;
+  for (;;) {
+    if (queue_pop(&ex_queue, &it)) {
+      free_item(&it);
+    } else if (atomic_load(&ex_done)) {
+      if (!queue_pop(&ex_queue, &it)) break;
+      free_item(&it);
+    } else {
+      sched_yield();
+    }
+  }
+  return NULL;
+}
+
+static void *ex_short_lived(void *arg) {
+  rt_rng_t r;
+  rt_rng_seed(&r, (uint64_t)(uintptr_t)arg);
+  const int n = 3000 / RA_TEST_SCALE;
+  item_t mine[64];
+  int nm = 0;
+  for (int i = 0; i < n; i++) {
+    item_t it;
+    /* mostly one small class so its pages fill up; a few of other sizes */
+    size_t sz = (i % 16 == 0) ? rt_rng_range(&r, 8, 70000) : 64;
+    it.p = ra_malloc(sz);
+    if (!it.p) {
+      report("ra_malloc(%zu) failed in a short-lived thread (%zu)", sz, (size_t)i, NULL);
+      break;
+    }
+    it.n = sz;
+    it.tag = atomic_fetch_add_explicit(&next_tag, 1, memory_order_relaxed);
+    rt_fill(it.p, sz, rt_seed_of(it.p, sz, it.tag));
+    if (nm < 64 && (i % 7 == 0)) {
+      mine[nm++] = it; /* some are freed locally, just before exit */
+      continue;
+    }
+    while (!queue_push(&ex_queue, &it)) sched_yield();
+  }
+  for (int i = 0; i < nm; i++) free_item(&mine[i]);
+  return NULL;
+}
+
+static void test_exit_during_remote_frees(void **state) {
+  (void)state;
+  reset_errors();
+  size_t base = live_blocks();
+  queue_init(&ex_queue);
+  atomic_store(&ex_done, false);
+  pthread_t freer;
+  assert_int_equal(pthread_create(&freer, NULL, ex_freer, NULL), 0);
+  const int rounds = 24 / RA_TEST_SCALE;
+  for (int k = 0; k < rounds; k++) {
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+      assert_int_equal(pthread_create(&th[i], NULL, ex_short_lived, (void *)(uintptr_t)(k * 3 + i + 1)), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+  }
+  atomic_store(&ex_done, true);
+  assert_int_equal(pthread_join(freer, NULL), 0);
+  pthread_mutex_destroy(&ex_queue.mu);
+  assert_no_worker_errors();
+  assert_int_equal(live_blocks(), base);
+  /* a thread started now allocates from what the exited threads left */
+  run_stress(2, 5000, false);
+  assert_no_worker_errors();
+  assert_int_equal(live_blocks(), base);
 }
 
 int main(void) {
@@ -485,6 +568,7 @@ int main(void) {
       cmocka_unit_test(test_stress_8),
       cmocka_unit_test(test_abandoned_blocks),
       cmocka_unit_test(test_thread_churn_reuses_memory),
+      cmocka_unit_test(test_exit_during_remote_frees),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
