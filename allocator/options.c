@@ -25,7 +25,7 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_COMMIT] = {"COMMIT", OPT_ENUM, RA_COMMIT_OPT_AUTO, commit_choices,
                      "auto|overcommit|protect: how committing works on Linux (auto: overcommit "
                      "unless vm.overcommit_memory is 2)"},
-  [RA_OPT_PURGE_DELAY_MS] = {"PURGE_DELAY_MS", OPT_INT, 10, NULL,
+  [RA_OPT_PURGE_DELAY_MS] = {"PURGE_DELAY_MS", OPT_INT, 100, NULL,
                              "milliseconds a free page or chunk waits before it is purged (0: at once, -1: never)"},
   [RA_OPT_PURGE] = {"PURGE", OPT_ENUM, RA_PURGE_DECOMMIT, purge_choices,
                     "reset|decommit: how free memory goes back (reset keeps the commit charge)"},

@@ -53,10 +53,17 @@ static size_t mixed_size(void) {
   return 64 * 1024 + rnd() % (960 * 1024);
 }
 
-/* What the documentation promises: after the delay, the next allocation slow path of any thread
- * runs a purge pass. A large block always takes the slow path. */
-static void wait_and_nudge(int ms) {
-  usleep((useconds_t)ms * 1000);
+/* The purge delay in force (RAMALLOC_PURGE_DELAY_MS, default 100 ms). */
+static int delay_ms(void) {
+  const char *s = getenv("RAMALLOC_PURGE_DELAY_MS");
+  return s && *s ? atoi(s) : 100;
+}
+
+/* What the documentation promises: once the delay has passed, the next allocation slow path of any
+ * thread runs a purge pass (passes run at most every half delay). A large block always takes the
+ * slow path. */
+static void wait_and_nudge(void) {
+  usleep((useconds_t)(delay_ms() * 2 + 50) * 1000);
   void *p = ra_malloc(300 * 1024);
   ra_free(p);
 }
@@ -88,7 +95,7 @@ static void test_1gib_freed_goes_back(void **state) {
   ra_stats_t before;
   ra_stats_get(&before);
   for (int i = 0; i < n; i++) ra_free(blocks[i]);
-  wait_and_nudge(100);
+  wait_and_nudge();
   size_t after = rss_kib();
   ra_stats_t st;
   ra_stats_get(&st);
@@ -178,8 +185,8 @@ static void idle_thread_case(bool quiet) {
   while (phase != 1) pthread_cond_wait(&cv, &mu);
   pthread_mutex_unlock(&mu);
   size_t held = rss_kib();
-  if (quiet) usleep(200 * 1000);
-  else wait_and_nudge(100);
+  if (quiet) usleep((useconds_t)(delay_ms() * 2 + 50) * 1000); /* delay + one purger interval, and slack */
+  else wait_and_nudge();
   size_t after = rss_kib();
   printf("%s: VmRSS %zu KiB before, %zu KiB with the idle thread's memory freed, %zu KiB after the bound\n",
          quiet ? "purger thread" : "other thread's slow path", base, held, after);
