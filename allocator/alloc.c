@@ -5,17 +5,33 @@
 
 #include "internal.h"
 
-static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
-  page->free = b->next;
-  page->used++;
+/* A free list whose next link leaves the chunk was written over: report it, and drop the rest of
+ * the list; `b` itself is sound. The dropped blocks count as used from now on (leaked, never handed
+ * out twice), which keeps used == capacity - |free|. A tail call from the fast path, so that path
+ * saves no registers. */
+static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
+  _ra_corrupt_list(b);
+  page->free = NULL;
+  page->used = page->capacity;
+  b->link = 0;
   return b;
 }
 
-/* Zero a block that is about to be handed out: only its link word when the page says the rest
- * is still as the OS gave it. */
+/* Take the first free block. Its link word is cleared: the program never sees an encoded pointer,
+ * and a block freed without being written to does not look like a free one. */
+static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
+  ra_block_t *next = _ra_block_next(b);
+  if (RA_UNLIKELY(!_ra_next_is_sane(b, next))) return pop_corrupted(page, b);
+  page->free = next;
+  page->used++;
+  b->link = 0;
+  return b;
+}
+
+/* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
+ * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  if (page->free_is_zero) ((ra_block_t *)p)->next = NULL;
-  else memset(p, 0, size);
+  if (!page->free_is_zero) memset(p, 0, size);
 }
 
 RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
@@ -93,8 +109,11 @@ static void *malloc_aligned(size_t align, size_t size) {
      * is aligned already, and so is every large block (one per span). */
     size_t bs = _ra_class_size[_ra_size_class(size)];
     if (bs % align == 0 || bs > RA_MEDIUM_MAX) return ra_malloc(size);
-    if (size + align - RA_ALIGN <= RA_LARGE_MAX) {
-      uint8_t *p = ra_malloc(size + align - RA_ALIGN);
+    /* Room for the alignment and at least one byte, so the aligned pointer stays inside the block
+     * even for size 0 (it would otherwise be the next block's start). */
+    size_t n = (size == 0 ? 1 : size) + align - RA_ALIGN;
+    if (n <= RA_LARGE_MAX) {
+      uint8_t *p = ra_malloc(n);
       if (p == NULL) return NULL;
       uintptr_t a = _ra_align_up((uintptr_t)p, align);
       if (a != (uintptr_t)p) {
@@ -137,22 +156,21 @@ int ra_posix_memalign(void **out, size_t alignment, size_t size) {
 
 void *ra_realloc(void *p, size_t size) {
   if (p == NULL) return ra_malloc(size);
+  ra_chunk_t *chunk;
+  ra_page_t *page;
+  ra_block_t *block;
+  if (RA_UNLIKELY(!_ra_block_for(p, true, &chunk, &page, &block))) {
+    errno = EINVAL; /* reported; warn mode: refused, p untouched */
+    return NULL;
+  }
   if (size == 0) {
     ra_free(p);
     return ra_malloc(0);
   }
-  bool ok;
-  size_t usable = _ra_usable_size_checked(p, &ok);
-  if (RA_UNLIKELY(!ok)) {
-    _ra_error("realloc of a pointer ramalloc did not hand out:", p);
-    errno = EINVAL;
-    return NULL;
-  }
+  const uint8_t *end = page == NULL ? chunk->huge_block + chunk->huge_size : (uint8_t *)block + page->block_size;
+  size_t usable = (size_t)(end - (uint8_t *)p);
   if (size <= usable && size >= usable / 2) return p; /* fits, and not much is wasted */
-  if (usable > RA_LARGE_MAX && size > RA_LARGE_MAX) {
-    ra_chunk_t *c = _ra_chunk_of(p);
-    if (c->kind == RA_CHUNK_HUGE && (uint8_t *)p == c->huge_block && _ra_huge_resize(c, size)) return p;
-  }
+  if (page == NULL && size > RA_LARGE_MAX && _ra_huge_resize(chunk, size)) return p;
   void *q = ra_malloc(size);
   if (q == NULL) return NULL; /* p stays valid and untouched */
   memcpy(q, p, size < usable ? size : usable);

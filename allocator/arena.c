@@ -18,20 +18,45 @@ _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
 
 static ra_arena_t *_Atomic arenas[RA_MAX_ARENAS];
 static atomic_size_t arena_count;
-static pthread_mutex_t arena_create_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_lock_t arena_create_lock = RA_LOCK_INIT;
+static ra_lock_t meta_lock = RA_LOCK_INIT;
 static size_t meta_arena; /* index of the arena whose slot 0 serves metadata now (meta_lock) */
 
 /* ---- Accounted OS calls --------------------------------------------------------------------------- */
 
 static void counter_add(_Atomic(size_t) *c, size_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 
+/* Count `size` more bytes as committed, unless that passes RAMALLOC_LIMIT: then give back all free
+ * memory (a purge pass that only try-locks, so it is safe under any allocator lock) and try once
+ * more. The check and the count are one compare-and-swap, so threads cannot overshoot together. */
+static bool commit_charge(size_t size) {
+  size_t limit = (size_t)_ra_option(RA_OPT_LIMIT);
+  if (limit == 0) {
+    atomic_fetch_add_explicit(&_ra_counters.committed, size, memory_order_relaxed);
+    return true;
+  }
+  for (int attempt = 0; attempt < 2; attempt++) {
+    size_t cur = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
+    while (cur + size <= limit) {
+      if (atomic_compare_exchange_weak_explicit(&_ra_counters.committed, &cur, cur + size, memory_order_relaxed,
+                                                memory_order_relaxed))
+        return true;
+    }
+    if (attempt == 0) _ra_arena_purge(_ra_now_ms(), 0, false);
+  }
+  return false;
+}
+
 int _ra_mem_commit(void *addr, size_t size) {
+  if (!commit_charge(size)) return ENOMEM;
   bool zero;
   int err = _ra_os_commit(addr, size, &zero);
   counter_add(&_ra_counters.commit_calls, 1);
-  if (err != RA_OS_OK) return err;
-  size_t now = atomic_fetch_add_explicit(&_ra_counters.committed, size, memory_order_relaxed) + size;
+  if (err != RA_OS_OK) {
+    atomic_fetch_sub_explicit(&_ra_counters.committed, size, memory_order_relaxed);
+    return err;
+  }
+  size_t now = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
   size_t peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
   while (now > peak && !atomic_compare_exchange_weak_explicit(&_ra_counters.committed_peak, &peak, now,
                                                               memory_order_relaxed, memory_order_relaxed)) {
@@ -84,17 +109,22 @@ ra_arena_t *_ra_arena_containing(const void *p) {
   return NULL;
 }
 
-/* Reserve and initialise an arena of at least `size` bytes whose slots can hold a run of `count`
- * chunks placed for `align`. Called with arena_create_lock held. */
-static ra_arena_t *arena_create(size_t size) {
+/* Reserve and initialise an arena of `size` bytes, or, when the OS refuses (RLIMIT_AS, a full
+ * address space), of half as much again and again down to `min_size`. Called with
+ * arena_create_lock held. */
+static ra_arena_t *arena_create(size_t size, size_t min_size) {
   size_t n = atomic_load_explicit(&arena_count, memory_order_relaxed);
   if (n >= RA_MAX_ARENAS) return NULL;
   void *base;
-  int err = _ra_os_reserve(size, RA_CHUNK_SIZE, &base);
-  counter_add(&_ra_counters.reserve_calls, 1);
-  if (err != RA_OS_OK) {
+  int err;
+  for (;;) {
+    err = _ra_os_reserve(size, RA_CHUNK_SIZE, &base);
+    counter_add(&_ra_counters.reserve_calls, 1);
+    if (err == RA_OS_OK) break;
     _ra_verbose("ramalloc: reserving %zu bytes failed (error %d)\n", size, err);
-    return NULL;
+    size_t half = _ra_align_up(size / 2, RA_CHUNK_SIZE);
+    if (half < min_size || half >= size) return NULL;
+    size = half;
   }
   size_t slots = size / RA_CHUNK_SIZE;
   size_t words = (slots + 63) / 64;
@@ -112,7 +142,7 @@ static ra_arena_t *arena_create(size_t size) {
   a->size = size;
   a->index = (uint32_t)n;
   a->chunk_slots = (uint32_t)slots;
-  pthread_mutex_init(&a->lock, NULL);
+  _ra_lock_init(&a->lock);
   uint64_t *maps = (uint64_t *)(a + 1);
   a->in_use = maps;
   a->committed = maps + words;
@@ -170,10 +200,10 @@ static void slot_decommit(ra_arena_t *a, size_t i) {
 
 static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool clean, size_t *index,
                                   bool *was_committed) {
-  pthread_mutex_lock(&a->lock);
+  _ra_lock(&a->lock);
   size_t i = arena_find_run(a, count, step, clean);
   if (i == 0) {
-    pthread_mutex_unlock(&a->lock);
+    _ra_unlock(&a->lock);
     return NULL;
   }
   bool committed = bit_get(a->committed, i);
@@ -187,7 +217,7 @@ static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool
     bit_clear(a->purgeable, i + j);
   }
   a->chunks_in_use += count;
-  pthread_mutex_unlock(&a->lock);
+  _ra_unlock(&a->lock);
   *was_committed = committed;
   *index = i;
   return (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
@@ -206,7 +236,7 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_are
       return c;
     }
   }
-  pthread_mutex_lock(&arena_create_lock);
+  _ra_lock(&arena_create_lock);
   /* Another thread may have created an arena meanwhile: try the newest ones first. */
   ra_chunk_t *c = NULL;
   for (size_t k = n; k < _ra_arena_count() && c == NULL; k++) {
@@ -218,14 +248,14 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_are
     size_t need = (count + 1 + (step > 1 ? step : 0)) * RA_CHUNK_SIZE;
     if (need / RA_CHUNK_SIZE <= count) need = 0; /* overflow */
     if (need > 0) {
-      ra_arena_t *a = arena_create(need > want ? need : want);
+      ra_arena_t *a = arena_create(need > want ? need : want, need > RA_ARENA_MIN ? need : RA_ARENA_MIN);
       if (a != NULL) {
         *arena = a;
         c = arena_take_run(a, count, step, clean, index, was_committed);
       }
     }
   }
-  pthread_mutex_unlock(&arena_create_lock);
+  _ra_unlock(&arena_create_lock);
   return c;
 }
 
@@ -262,8 +292,8 @@ void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
   size_t n = _ra_arena_count();
   for (size_t k = 0; k < n; k++) {
     ra_arena_t *a = _ra_arena_at(k);
-    if (force) pthread_mutex_lock(&a->lock);
-    else if (pthread_mutex_trylock(&a->lock) != 0) continue;
+    if (force) _ra_lock(&a->lock);
+    else if (!_ra_trylock(&a->lock)) continue;
     size_t words = (a->chunk_slots + 63) / 64;
     for (size_t w = 0; w < words; w++) {
       for (uint64_t m = a->purgeable[w]; m != 0; m &= m - 1) {
@@ -282,7 +312,7 @@ void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
         _ra_chunk_unlock(c);
       }
     }
-    pthread_mutex_unlock(&a->lock);
+    _ra_unlock(&a->lock);
   }
 }
 
@@ -293,7 +323,7 @@ void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitte
   chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
   uint64_t now = free_ms;
   bool purge_now = !decommitted && _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
-  pthread_mutex_lock(&a->lock);
+  _ra_lock(&a->lock);
   for (size_t j = 0; j < count; j++) {
     bit_clear(a->in_use, i + j);
     if (decommitted) {
@@ -305,16 +335,16 @@ void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitte
     }
   }
   a->chunks_in_use -= count;
-  pthread_mutex_unlock(&a->lock);
+  _ra_unlock(&a->lock);
 }
 
 /* Called by chunk.c once a run's header is ready: mark its first slot committed and make the
  * chunk visible to free(). */
 void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
   ra_arena_t *a = chunk->arena;
-  pthread_mutex_lock(&a->lock);
+  _ra_lock(&a->lock);
   bit_set(a->committed, chunk->index);
-  pthread_mutex_unlock(&a->lock);
+  _ra_unlock(&a->lock);
   chunk_map_set((uintptr_t)chunk, true);
 }
 
@@ -326,17 +356,17 @@ void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chu
  * meta_lock, arena_create_lock, then each arena's lock: the order in which the allocator itself
  * nests them (_ra_arena_meta_alloc). */
 void _ra_arena_fork_prepare(void) {
-  pthread_mutex_lock(&meta_lock);
-  pthread_mutex_lock(&arena_create_lock);
+  _ra_lock(&meta_lock);
+  _ra_lock(&arena_create_lock);
   size_t n = _ra_arena_count();
-  for (size_t i = 0; i < n; i++) pthread_mutex_lock(&_ra_arena_at(i)->lock);
+  for (size_t i = 0; i < n; i++) _ra_lock(&_ra_arena_at(i)->lock);
 }
 
 void _ra_arena_fork_release(void) {
   size_t n = _ra_arena_count();
-  for (size_t i = n; i-- > 0;) pthread_mutex_unlock(&_ra_arena_at(i)->lock);
-  pthread_mutex_unlock(&arena_create_lock);
-  pthread_mutex_unlock(&meta_lock);
+  for (size_t i = n; i-- > 0;) _ra_unlock(&_ra_arena_at(i)->lock);
+  _ra_unlock(&arena_create_lock);
+  _ra_unlock(&meta_lock);
 }
 
 /* ---- Metadata area -------------------------------------------------------------------------------- */
@@ -346,23 +376,24 @@ void _ra_arena_fork_release(void) {
 void *_ra_arena_meta_alloc(size_t size) {
   size = _ra_align_up(size, 64);
   void *result = NULL;
-  pthread_mutex_lock(&meta_lock);
+  _ra_lock(&meta_lock);
   for (;;) {
     ra_arena_t *a = meta_arena < _ra_arena_count() ? _ra_arena_at(meta_arena) : NULL;
     if (a == NULL) {
-      pthread_mutex_lock(&arena_create_lock);
-      if (meta_arena >= _ra_arena_count()) a = arena_create((size_t)_ra_option(RA_OPT_ARENA_RESERVE));
+      _ra_lock(&arena_create_lock);
+      if (meta_arena >= _ra_arena_count())
+        a = arena_create((size_t)_ra_option(RA_OPT_ARENA_RESERVE), RA_ARENA_MIN);
       else a = _ra_arena_at(meta_arena);
-      pthread_mutex_unlock(&arena_create_lock);
+      _ra_unlock(&arena_create_lock);
       if (a == NULL) break;
     }
-    pthread_mutex_lock(&a->lock);
+    _ra_lock(&a->lock);
     size_t start = a->meta_start + a->meta_used;
     if (start + size <= RA_CHUNK_SIZE) {
       size_t end = _ra_align_up(start + size, RA_SLICE_SIZE);
       if (end > a->meta_committed) {
         if (_ra_mem_commit(a->base + a->meta_committed, end - a->meta_committed) != RA_OS_OK) {
-          pthread_mutex_unlock(&a->lock);
+          _ra_unlock(&a->lock);
           break;
         }
         a->meta_committed = end;
@@ -370,11 +401,11 @@ void *_ra_arena_meta_alloc(size_t size) {
       a->meta_used += size;
       result = a->base + start;
     }
-    pthread_mutex_unlock(&a->lock);
+    _ra_unlock(&a->lock);
     if (result != NULL) break;
     meta_arena++;
   }
-  pthread_mutex_unlock(&meta_lock);
+  _ra_unlock(&meta_lock);
   if (result == NULL) errno = ENOMEM;
   return result;
 }

@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_lock_t abandoned_lock = RA_LOCK_INIT;
 static ra_chunk_t *abandoned;          /* doubly linked through next/prev (abandoned_lock) */
 static atomic_size_t abandoned_count;
 
@@ -259,14 +259,14 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
 /* The owner thread is exiting; its pages are already in the RA_DELAY_NEVER state. */
 void _ra_chunk_abandon(ra_chunk_t *c) {
   atomic_store_explicit(&c->heap, NULL, memory_order_release);
-  pthread_mutex_lock(&abandoned_lock);
+  _ra_lock(&abandoned_lock);
   c->abandoned = 1;
   c->prev = NULL;
   c->next = abandoned;
   if (abandoned) abandoned->prev = c;
   abandoned = c;
   atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
-  pthread_mutex_unlock(&abandoned_lock);
+  _ra_unlock(&abandoned_lock);
 }
 
 static void abandoned_unlink(ra_chunk_t *c) {
@@ -280,22 +280,22 @@ static void abandoned_unlink(ra_chunk_t *c) {
 
 ra_chunk_t *_ra_chunk_pop_abandoned(void) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
-  pthread_mutex_lock(&abandoned_lock);
+  _ra_lock(&abandoned_lock);
   ra_chunk_t *c = abandoned;
   if (c != NULL) abandoned_unlink(c);
-  pthread_mutex_unlock(&abandoned_lock);
+  _ra_unlock(&abandoned_lock);
   return c;
 }
 
-void _ra_chunk_fork_prepare(void) { pthread_mutex_lock(&abandoned_lock); }
-void _ra_chunk_fork_release(void) { pthread_mutex_unlock(&abandoned_lock); }
+void _ra_chunk_fork_prepare(void) { _ra_lock(&abandoned_lock); }
+void _ra_chunk_fork_release(void) { _ra_unlock(&abandoned_lock); }
 
 /* A thread freeing into an abandoned chunk takes it over, so the memory is reused at once. */
 bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *c) {
-  pthread_mutex_lock(&abandoned_lock);
+  _ra_lock(&abandoned_lock);
   bool ok = c->abandoned;
   if (ok) abandoned_unlink(c);
-  pthread_mutex_unlock(&abandoned_lock);
+  _ra_unlock(&abandoned_lock);
   if (ok) _ra_chunk_adopt(heap, c);
   return ok;
 }
@@ -379,7 +379,11 @@ void _ra_huge_free(ra_chunk_t *c) {
   size_t index = c->index, count = c->chunk_count;
   uint8_t *block = c->huge_block;
   size_t committed = c->huge_committed;
+  /* Unpublished under the arena lock: a walk (inspect.c) reads a huge chunk's header holding that
+   * lock after seeing the chunk-map bit, so the header stays committed while it reads. */
+  _ra_lock(&arena->lock);
   _ra_arena_chunk_unpublish(c);
+  _ra_unlock(&arena->lock);
   if (block == (uint8_t *)c + RA_SLICE_SIZE) {
     _ra_mem_decommit(c, RA_SLICE_SIZE + committed);
   } else {

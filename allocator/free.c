@@ -1,7 +1,8 @@
 /* free and the questions asked of a pointer (usable size, ownership). A pointer is trusted only
- * after the chunk map says a chunk header starts where it points into; the fast path then pushes
- * the block on its page's local list when the calling thread owns the chunk and the page has no
- * special state. */
+ * after the chunk map says a chunk header starts where it points into. The fast path then pushes
+ * the block on its page's free list when the calling thread owns the chunk, the page has no
+ * special state, and the block's first word does not look like a free-list link (a double free
+ * would); everything else goes through locate(), which names what is wrong with a bad pointer. */
 #include <errno.h>
 
 #include "internal.h"
@@ -13,9 +14,128 @@ void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p) {
   return start + off - off % page->block_size;
 }
 
+/* ---- What a pointer designates --------------------------------------------------------------------- */
+
+typedef struct located_s {
+  ra_chunk_t *chunk;
+  ra_page_t *page;   /* NULL for a huge block */
+  ra_block_t *block; /* the block's start */
+} located_t;
+
+#define LOCATE_OK (-1)
+
+/* A pointer in an arena but not in a chunk with a header: arena metadata, a huge block freed
+ * already, the inside of a live huge block past its first chunk, or nothing ramalloc handed out. */
+static int locate_outside_chunks(const void *p) {
+  ra_arena_t *a = _ra_arena_containing(p);
+  if (a == NULL) return RA_MISUSE_FOREIGN;
+  uintptr_t off = (uintptr_t)p - (uintptr_t)a->base;
+  if (off < RA_CHUNK_SIZE) return RA_MISUSE_METADATA;
+  if (ra_owns(p)) return RA_MISUSE_INTERIOR;
+  size_t slot = (off - 1) / RA_CHUNK_SIZE;
+  uintptr_t in_slot = off - slot * RA_CHUNK_SIZE;
+  _ra_lock(&a->lock);
+  bool slot_free = !((a->in_use[slot >> 6] >> (slot & 63)) & 1);
+  _ra_unlock(&a->lock);
+  /* Where a huge block starts (slice 1, or a power-of-two alignment up to the chunk size): a huge
+   * block freed before. */
+  if (slot_free && in_slot >= RA_SLICE_SIZE && (in_slot & (in_slot - 1)) == 0) return RA_MISUSE_DOUBLE_FREE;
+  return RA_MISUSE_FOREIGN;
+}
+
+/* Fill *out with the block p designates, or return what is wrong with p (a ra_misuse_t). */
+static int locate(const void *p, located_t *out) {
+  ra_chunk_t *chunk = _ra_chunk_of(p);
+  if (p == NULL) return RA_MISUSE_FOREIGN;
+  if (!_ra_chunk_map_has((uintptr_t)chunk)) return locate_outside_chunks(p);
+  const uint8_t *u = p;
+  out->chunk = chunk;
+  out->page = NULL;
+  if (chunk->kind == RA_CHUNK_HUGE) {
+    const uint8_t *b = chunk->huge_block;
+    if (u == b) {
+      out->block = (ra_block_t *)b;
+      return LOCATE_OK;
+    }
+    if (u > b && u < b + chunk->huge_size) return RA_MISUSE_INTERIOR;
+    return u < (uint8_t *)chunk + RA_SLICE_SIZE ? RA_MISUSE_METADATA : RA_MISUSE_FOREIGN;
+  }
+  size_t idx = _ra_slice_index(chunk, p);
+  if (idx == 0 || idx == RA_SLICES) return RA_MISUSE_METADATA; /* this chunk's header, or the next's */
+  ra_page_t *page = _ra_page_of(chunk, p);
+  uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+  if (flags & RA_PAGE_NOT_PAGE) {
+    /* A free slice: at its start, a large block or page freed before. */
+    return ((uintptr_t)p & (RA_SLICE_SIZE - 1)) == 0 ? RA_MISUSE_DOUBLE_FREE : RA_MISUSE_FOREIGN;
+  }
+  ra_block_t *block = (flags & RA_PAGE_HAS_ALIGNED) ? _ra_block_start(chunk, page, p) : (ra_block_t *)p;
+  size_t off = (size_t)((uint8_t *)block - _ra_page_start(chunk, page));
+  /* `reserved` is fixed for the page's life, so other threads may read it (capacity is not). */
+  if (off / page->block_size >= page->reserved) return RA_MISUSE_FOREIGN;
+  if (off % page->block_size != 0) return RA_MISUSE_INTERIOR;
+  out->page = page;
+  out->block = block;
+  return LOCATE_OK;
+}
+
+/* Is `block` on a free list the calling (owner) thread can see: the page's own list, its remote
+ * list, the heap's delayed list? Only asked when the block's first word looks like a link. Each
+ * walk stops at a link that leaves the chunk, so a corrupted list cannot lead it astray. */
+static bool block_is_free(ra_heap_t *heap, ra_page_t *page, const ra_block_t *block) {
+  size_t limit = page->capacity;
+  for (ra_block_t *b = page->free; b != NULL && limit-- > 0;) {
+    if (b == block) return true;
+    ra_block_t *next = _ra_block_next(b);
+    if (!_ra_next_is_sane(b, next)) break;
+    b = next;
+  }
+  limit = page->capacity;
+  for (ra_block_t *b = (ra_block_t *)(atomic_load_explicit(&page->xfree, memory_order_acquire) & ~(uintptr_t)3);
+       b != NULL && limit-- > 0;) {
+    if (b == block) return true;
+    ra_block_t *next = _ra_block_next(b);
+    if (!_ra_next_is_sane(b, next)) break;
+    b = next;
+  }
+  for (ra_block_t *b = atomic_load_explicit(&heap->delayed_free, memory_order_acquire); b != NULL;) {
+    if (b == block) return true;
+    ra_block_t *next = _ra_block_next(b);
+    if (next != NULL && !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(next))) break;
+    b = next;
+  }
+  return false;
+}
+
+/* A located block that looks free: is it, for the thread that owns its page? (Frees from other
+ * threads cannot read the owner's list; a double free from another thread goes undetected here,
+ * and the owner may find it later as a corrupted remote list.) */
+static bool is_double_free(const located_t *at) {
+  if (at->page == NULL || !_ra_block_looks_free(at->block)) return false;
+  ra_heap_t *heap = _ra_heap_current();
+  if (atomic_load_explicit(&at->chunk->heap, memory_order_acquire) != heap) return false;
+  return block_is_free(heap, at->page, at->block);
+}
+
+/* Find the block p designates for free or realloc; report a misuse and return false otherwise. */
+bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block) {
+  located_t at;
+  int r = locate(p, &at);
+  if (r == LOCATE_OK && is_double_free(&at)) r = RA_MISUSE_DOUBLE_FREE;
+  if (r != LOCATE_OK) {
+    _ra_misuse(is_realloc, (ra_misuse_t)r, p);
+    return false;
+  }
+  *chunk = at.chunk;
+  *page = at.page;
+  *block = at.block;
+  return true;
+}
+
+/* ---- free ----------------------------------------------------------------------------------------- */
+
 /* Owner's free, off the fast path: full pages come back to their queue, empty ones retire. */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
-  block->next = page->free;
+  _ra_block_set_next(block, page->free);
   page->free = block;
   page->free_is_zero = 0;
   page->used--;
@@ -34,7 +154,7 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
     if (delayed) {
       nt = (tf & ~(uintptr_t)3) | RA_DELAY_FREEING;
     } else {
-      block->next = (ra_block_t *)(tf & ~(uintptr_t)3);
+      _ra_block_set_next(block, (ra_block_t *)(tf & ~(uintptr_t)3));
       nt = (uintptr_t)block | (tf & 3);
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, nt, memory_order_release,
@@ -44,7 +164,7 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
   ra_heap_t *heap = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   ra_block_t *head = atomic_load_explicit(&heap->delayed_free, memory_order_relaxed);
   do {
-    block->next = head;
+    _ra_block_set_next(block, head);
   } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, block, memory_order_release,
                                                   memory_order_relaxed));
   tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
@@ -54,26 +174,16 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
 }
 
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
- * frees from other threads, and pointers that are not blocks at all. */
+ * frees from other threads, blocks that look free already, and pointers that are not blocks. */
 RA_NOINLINE void _ra_free_generic(void *p) {
-  ra_chunk_t *chunk = _ra_chunk_of(p);
-  if (!_ra_chunk_map_has((uintptr_t)chunk)) {
-    if (p != NULL) _ra_error("free of a pointer ramalloc did not hand out:", p);
-    return;
-  }
-  if (chunk->kind == RA_CHUNK_HUGE) {
-    if ((uint8_t *)p != chunk->huge_block) _ra_error("free of a pointer inside a block:", p);
+  ra_chunk_t *chunk;
+  ra_page_t *page;
+  ra_block_t *block;
+  if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
+  if (page == NULL) {
     _ra_huge_free(chunk);
     return;
   }
-  ra_page_t *page = _ra_page_of(chunk, p);
-  uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
-  if (flags & RA_PAGE_NOT_PAGE) _ra_error("free of a pointer ramalloc did not hand out:", p);
-  ra_block_t *block = (flags & RA_PAGE_HAS_ALIGNED) ? _ra_block_start(chunk, page, p) : p;
-  size_t off = (size_t)((uint8_t *)block - _ra_page_start(chunk, page));
-  /* `reserved` is fixed for the page's life, so other threads may read it (capacity is not). */
-  if (off % page->block_size != 0 || off / page->block_size >= page->reserved)
-    _ra_error("free of a pointer inside a block:", p);
   ra_heap_t *heap = _ra_heap_current();
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == heap || (owner == NULL && heap != &_ra_heap_empty && _ra_chunk_try_adopt(heap, chunk))) {
@@ -93,10 +203,15 @@ void ra_free(void *p) {
    * RA_PAGE_NOT_PAGE there and takes the generic path, which walks back to the head. */
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
+  ra_block_t *b = p;
+  /* Offset in the head slice, and whether it is a whole number of blocks (no interior pointer). */
+  uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
+  uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                atomic_load_explicit(&page->flags, memory_order_relaxed) == 0)) {
-    ra_block_t *b = p;
-    b->next = page->free;
+                atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 &&
+                (!RA_CHECKS || q * page->block_size == off) &&
+                !_ra_block_looks_free(b))) {
+    _ra_block_set_next(b, page->free);
     page->free = b;
     page->free_is_zero = 0;
     if (RA_UNLIKELY(--page->used == 0)) _ra_page_retire(_ra_heap_current(), page);
@@ -105,25 +220,18 @@ void ra_free(void *p) {
   _ra_free_generic(p);
 }
 
+/* ---- Questions about a pointer -------------------------------------------------------------------- */
+
 /* Usable bytes from p to the end of its block; *ok false when p is not a block ramalloc holds. */
 size_t _ra_usable_size_checked(const void *p, bool *ok) {
+  located_t at;
   *ok = false;
-  ra_chunk_t *chunk = _ra_chunk_of(p);
-  if (p == NULL || !_ra_chunk_map_has((uintptr_t)chunk)) return 0;
-  if (chunk->kind == RA_CHUNK_HUGE) {
-    const uint8_t *b = chunk->huge_block;
-    if ((const uint8_t *)p < b || (const uint8_t *)p >= b + chunk->huge_size) return 0;
-    *ok = true;
-    return (size_t)(b + chunk->huge_size - (const uint8_t *)p);
-  }
-  ra_page_t *page = _ra_page_of(chunk, p);
-  uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
-  if (flags & RA_PAGE_NOT_PAGE) return 0;
-  uint8_t *start = _ra_page_start(chunk, page);
-  size_t off = (size_t)((const uint8_t *)p - start);
-  if (off / page->block_size >= page->reserved) return 0;
+  if (p == NULL || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(p))) return 0; /* quick: not ours */
+  if (locate(p, &at) != LOCATE_OK) return 0;
   *ok = true;
-  return page->block_size - off % page->block_size;
+  const uint8_t *end = at.page == NULL ? at.chunk->huge_block + at.chunk->huge_size
+                                       : (const uint8_t *)at.block + at.page->block_size;
+  return (size_t)(end - (const uint8_t *)p);
 }
 
 size_t ra_usable_size(const void *p) {
@@ -132,10 +240,18 @@ size_t ra_usable_size(const void *p) {
 }
 
 bool ra_owns(const void *p) {
-  bool ok;
   if (p == NULL) return false;
-  _ra_usable_size_checked(p, &ok);
-  if (ok) return true;
+  ra_chunk_t *chunk = _ra_chunk_of(p);
+  if (_ra_chunk_map_has((uintptr_t)chunk)) {
+    const uint8_t *u = p;
+    if (chunk->kind == RA_CHUNK_HUGE) return u >= chunk->huge_block && u < chunk->huge_block + chunk->huge_size;
+    size_t idx = _ra_slice_index(chunk, p);
+    if (idx == 0 || idx == RA_SLICES) return false;
+    ra_page_t *page = _ra_page_of(chunk, p);
+    if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) return false;
+    size_t off = (size_t)(u - _ra_page_start(chunk, page));
+    return off / page->block_size < page->reserved;
+  }
   /* An interior pointer past the first chunk of a huge block: find the run's header. */
   ra_arena_t *a = _ra_arena_containing(p);
   if (a == NULL) return false;

@@ -10,11 +10,12 @@
 ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}};
 
 bool _ra_commit_whole_chunks;
+uintptr_t _ra_key; /* free-list link secret, set once before the first block exists */
 
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_lock_t init_lock = RA_LOCK_INIT;
 static atomic_bool initialised;
 
-static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
 static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
 
@@ -24,9 +25,12 @@ static void heap_thread_done(void *value);
  * layer's key creation (glibc keeps the first keys in the thread descriptor) are safe here. */
 void _ra_init(void) {
   if (atomic_load_explicit(&initialised, memory_order_acquire)) return;
-  pthread_mutex_lock(&init_lock);
+  _ra_lock(&init_lock);
   if (!atomic_load_explicit(&initialised, memory_order_relaxed)) {
     _ra_options_init();
+    /* Odd and with its top bit set: a zeroed first word (blocks are 16-aligned, far below 2^63)
+     * then never decodes to NULL or to an address in the block's chunk. */
+    _ra_key = (uintptr_t)_ra_os_random() | 1 | ((uintptr_t)1 << 63);
     const ra_os_info_t *os = _ra_os_info();
     long long mode = _ra_option(RA_OPT_COMMIT);
     bool over = mode == RA_COMMIT_OPT_OVERCOMMIT || (mode == RA_COMMIT_OPT_AUTO && !os->overcommit_strict);
@@ -42,7 +46,7 @@ void _ra_init(void) {
     }
     atomic_store_explicit(&initialised, true, memory_order_release);
   }
-  pthread_mutex_unlock(&init_lock);
+  _ra_unlock(&init_lock);
 }
 
 /* fork(): the child must not inherit a lock another thread held. Every allocator lock is taken
@@ -50,7 +54,7 @@ void _ra_init(void) {
  * lives on; other threads' chunks stay owned by their (dead) heaps, and frees into them go to the
  * pages' remote lists, which is safe. */
 static void fork_prepare(void) {
-  pthread_mutex_lock(&heap_lock);
+  _ra_lock(&heap_lock);
   _ra_chunk_fork_prepare();
   _ra_arena_fork_prepare();
 }
@@ -58,7 +62,7 @@ static void fork_prepare(void) {
 static void fork_release(void) {
   _ra_arena_fork_release();
   _ra_chunk_fork_release();
-  pthread_mutex_unlock(&heap_lock);
+  _ra_unlock(&heap_lock);
 }
 
 __attribute__((constructor)) static void ra_process_init(void) {
@@ -79,22 +83,22 @@ ra_heap_t *_ra_heap_get_slow(void) {
   ra_heap_t *h = _ra_heap_current();
   if (h != &_ra_heap_empty) return h;
   _ra_init();
-  pthread_mutex_lock(&heap_lock);
+  _ra_lock(&heap_lock);
   h = heap_pool;
   if (h != NULL) heap_pool = h->next_pool;
-  pthread_mutex_unlock(&heap_lock);
+  _ra_unlock(&heap_lock);
   if (h == NULL) {
     h = _ra_arena_meta_alloc(sizeof *h);
     if (h == NULL) return NULL;
   }
   heap_reset(h);
   h->alive = true;
-  pthread_mutex_lock(&heap_lock);
+  _ra_lock(&heap_lock);
   h->prev_all = NULL;
   h->next_all = heaps_all;
   if (heaps_all) heaps_all->prev_all = h;
   heaps_all = h;
-  pthread_mutex_unlock(&heap_lock);
+  _ra_unlock(&heap_lock);
   _ra_heap_set_current(h);
   _ra_thread_register(h);
   return h;
@@ -105,7 +109,12 @@ void _ra_heap_collect_delayed(ra_heap_t *heap) {
   if (atomic_load_explicit(&heap->delayed_free, memory_order_relaxed) == NULL) return;
   ra_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
   while (b != NULL) {
-    ra_block_t *next = b->next;
+    /* This list links blocks of many chunks: a sound link points into one of ramalloc's chunks. */
+    ra_block_t *next = _ra_block_next(b);
+    if (next != NULL && !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(next))) {
+      _ra_corrupt_list(b);
+      next = NULL;
+    }
     ra_chunk_t *c = _ra_chunk_of(b);
     _ra_free_local(heap, _ra_page_of(c, b), b);
     b = next;
@@ -135,7 +144,8 @@ static void page_free_if_empty(ra_heap_t *heap, ra_page_t *page) {
   if (page->used != 0) return;
   /* A page kept empty at the head of its queue has been free since it was retired. */
   bool kept = page->retire_ms != 0 && page->prev == NULL && page->next == NULL;
-  _ra_page_free_since(heap, page, kept ? page->retire_ms : _ra_now_ms());
+  uint64_t now = _ra_now_ms();
+  _ra_page_free_since(heap, page, kept ? _ra_ms_from32(now, page->retire_ms) : now);
 }
 
 /* The thread is gone: no page may notify this heap any more, then everything empty goes back and
@@ -164,19 +174,19 @@ static void heap_thread_done(void *value) {
   if (h == NULL || h == &_ra_heap_empty) return;
   heap_abandon(h);
   if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
-  pthread_mutex_lock(&heap_lock);
+  _ra_lock(&heap_lock);
   if (h->prev_all) h->prev_all->next_all = h->next_all;
   else heaps_all = h->next_all;
   if (h->next_all) h->next_all->prev_all = h->prev_all;
   h->alive = false;
   h->next_pool = heap_pool;
   heap_pool = h;
-  pthread_mutex_unlock(&heap_lock);
+  _ra_unlock(&heap_lock);
 }
 
 /* Call fn on every live heap, holding the heap list lock (fn must not allocate). */
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg) {
-  pthread_mutex_lock(&heap_lock);
+  _ra_lock(&heap_lock);
   for (ra_heap_t *h = heaps_all; h != NULL; h = h->next_all) fn(h, arg);
-  pthread_mutex_unlock(&heap_lock);
+  _ra_unlock(&heap_lock);
 }

@@ -84,9 +84,39 @@ void _ra_assert_fail(const char *expr, const char *file, int line) RA_NORETURN R
 
 /* ---- Blocks and pages ---------------------------------------------------------------------------- */
 
+/* A free block's first word links it to the next free block of its list, encoded as
+ * next ^ _ra_key ^ (address of the block itself): an overwrite by a stray write decodes to a wild
+ * address, which the allocation path rejects (it must stay in the block's own chunk), and a value
+ * copied from one free block to another decodes to garbage. The key is a per-process secret. */
 typedef struct ra_block_s {
-  struct ra_block_s *next;
+  uintptr_t link;
 } ra_block_t;
+
+/* RA_CHECKS (CMake RAMALLOC_CHECKS, on by default) turns on the encoding and the fast-path checks
+ * (double free, interior pointer, corrupted link). Off, links are plain pointers and only pointers
+ * that leave the fast path are examined: docs/robustness.md gives the cost of each. */
+#ifndef RA_CHECKS
+#define RA_CHECKS 1
+#endif
+extern uintptr_t _ra_key;
+static inline ra_block_t *_ra_block_next(const ra_block_t *b) {
+  return (ra_block_t *)(RA_CHECKS ? b->link ^ _ra_key ^ (uintptr_t)b : b->link);
+}
+static inline void _ra_block_set_next(ra_block_t *b, const ra_block_t *next) {
+  b->link = RA_CHECKS ? (uintptr_t)next ^ _ra_key ^ (uintptr_t)b : (uintptr_t)next;
+}
+/* Could `b` be on a free list (its first word decodes to NULL or to a block of its own chunk)?
+ * True for every free block; for a live block only when its first 8 bytes happen to hold such a
+ * pattern (the caller then checks the lists). */
+static inline bool _ra_block_looks_free(const ra_block_t *b) {
+  if (!RA_CHECKS) return false;
+  uintptr_t d = b->link ^ _ra_key ^ (uintptr_t)b;
+  return d == 0 || ((d ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0;
+}
+/* The decoded successor of a block taken from a list must be NULL or in the same chunk. */
+static inline bool _ra_next_is_sane(const ra_block_t *b, const ra_block_t *next) {
+  return !RA_CHECKS || (((uintptr_t)next ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0 || next == NULL;
+}
 
 /* Page flags. Any bit set sends free() off its fast path. */
 enum {
@@ -131,7 +161,9 @@ typedef struct ra_page_s {
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t _pad;
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
-  uint64_t retire_ms;          /* when the page became empty and was kept (see _ra_page_retire) */
+  uint32_t div_magic;          /* ceil(2^32 / block_size): off / block_size == (off * div_magic) >> 32
+                                  for any offset inside the head slice (free checks alignment) */
+  uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
 } ra_page_t;
 
 _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
@@ -192,6 +224,29 @@ static inline ra_page_t *_ra_page_of(ra_chunk_t *c, const void *p) {
   return pg - pg->slice_offset;
 }
 
+/* ---- Locks ------------------------------------------------------------------------------------- */
+
+/* The allocator's own mutexes. POSIX: pthread mutexes. Windows: SRW locks (thread_windows.c):
+ * winpthreads allocates a mutex's state with malloc on its first lock and in pthread_mutex_init,
+ * which would re-enter ramalloc wherever ramalloc is malloc. */
+#if defined(_WIN32)
+typedef struct ra_lock_s {
+  void *srw; /* an SRWLOCK */
+} ra_lock_t;
+#define RA_LOCK_INIT {NULL}
+void _ra_lock_init(ra_lock_t *l);
+void _ra_lock(ra_lock_t *l);
+bool _ra_trylock(ra_lock_t *l);
+void _ra_unlock(ra_lock_t *l);
+#else
+typedef pthread_mutex_t ra_lock_t;
+#define RA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+static inline void _ra_lock_init(ra_lock_t *l) { pthread_mutex_init(l, NULL); }
+static inline void _ra_lock(ra_lock_t *l) { pthread_mutex_lock(l); }
+static inline bool _ra_trylock(ra_lock_t *l) { return pthread_mutex_trylock(l) == 0; }
+static inline void _ra_unlock(ra_lock_t *l) { pthread_mutex_unlock(l); }
+#endif
+
 /* ---- Arenas -------------------------------------------------------------------------------------- */
 
 #define RA_ARENA_MAGIC 0x616e657261726172ULL /* "rarenara" */
@@ -204,7 +259,7 @@ struct ra_arena_s {
   size_t size;                 /* bytes reserved */
   uint32_t index;              /* position in the arena registry */
   uint32_t chunk_slots;        /* slots including slot 0 */
-  pthread_mutex_t lock;        /* guards the bitmaps and the meta area */
+  ra_lock_t lock;              /* guards the bitmaps and the meta area */
   size_t chunks_in_use;
   uint64_t *in_use;            /* bit i: slot i is in use (slot 0 always) */
   uint64_t *committed;         /* bit i: slot i has committed memory */
@@ -245,11 +300,17 @@ typedef enum ra_option_e {
   RA_OPT_PURGE_DELAY_MS, /* -1 never, 0 at once */
   RA_OPT_PURGE,          /* RA_PURGE_RESET or RA_PURGE_DECOMMIT */
   RA_OPT_PURGE_THREAD,
+  RA_OPT_ON_ERROR,       /* RA_ON_ERROR_ABORT or RA_ON_ERROR_WARN */
+  RA_OPT_LIMIT,          /* bytes, 0: no cap */
+  RA_OPT_SHOW_STATS,     /* print the statistics at exit */
+  RA_OPT_DUMP_LAYOUT,    /* string (_ra_option_str): layout dump file, written at exit */
+  RA_OPT_DUMP_SIGNAL,    /* signal number asking for a layout dump while running; 0: none */
   RA_OPT_COUNT
 } ra_option_t;
 
 enum { RA_COMMIT_OPT_AUTO = 0, RA_COMMIT_OPT_OVERCOMMIT = 1, RA_COMMIT_OPT_PROTECT = 2 };
 enum { RA_PURGE_RESET = 0, RA_PURGE_DECOMMIT = 1 };
+enum { RA_ON_ERROR_ABORT = 0, RA_ON_ERROR_WARN = 1 };
 
 /* ---- Global statistics (exact; relaxed atomics, touched on slow paths only) ---------------------- */
 
@@ -263,12 +324,29 @@ typedef struct ra_counters_s {
 /* options.c */
 void _ra_options_init(void);
 long long _ra_option(ra_option_t opt);
+const char *_ra_option_str(ra_option_t opt); /* string options: the text, or NULL when unset */
 void _ra_options_print(void);
 
-/* report.c: output without allocating */
-size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void _ra_write(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void _ra_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* report.c: output without allocating. The format checks are GNU printf's (report.c has its own
+ * formatter): on mingw-w64 plain "printf" would mean msvcrt's, which lacks %zu. */
+#if defined(__MINGW32__)
+#define RA_PRINTF_FORMAT gnu_printf
+#else
+#define RA_PRINTF_FORMAT printf
+#endif
+size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 3, 4)));
+void _ra_write(int fd, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 2, 3)));
+void _ra_verbose(const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 1, 2)));
+/* Misuse of free or realloc, reported as "ramalloc: <what> 0x..." (docs/robustness.md has the
+ * exact lines). These return only when RAMALLOC_ON_ERROR=warn; the caller then refuses the call. */
+typedef enum ra_misuse_e {
+  RA_MISUSE_DOUBLE_FREE, /* "double free of" / "realloc of a freed block" */
+  RA_MISUSE_INTERIOR,    /* "<op> of an interior pointer" */
+  RA_MISUSE_METADATA,    /* "<op> of a pointer into allocator metadata" */
+  RA_MISUSE_FOREIGN,     /* "<op> of a pointer ramalloc did not hand out" */
+} ra_misuse_t;
+void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
+void _ra_corrupt_list(const void *near) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
 
 /* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
@@ -376,12 +454,24 @@ void _ra_purge_thread_start(void);
 /* stats.c */
 bool _ra_validate_heap(void);
 
+/* inspect.c: the walk of the metadata behind ra_stats_get, ra_visit and ra_dump_layout, and what the
+ * options do at exit (the dump file name: %p, and .n for the n-th signal dump) */
+int _ra_inspect_dump_fd(int fd, const char *reason);       /* 0 or the errno of a failed write */
+void _ra_inspect_dump_configured(unsigned serial, const char *reason);
+void _ra_inspect_at_exit(int stats_fd); /* RAMALLOC_SHOW_STATS to stats_fd, RAMALLOC_DUMP_LAYOUT */
+
+/* inspect_posix.c / inspect_windows.c: dump files written whole, the command line, the exit hook
+ * (a destructor on POSIX) and the RAMALLOC_DUMP_SIGNAL dumper thread (POSIX), set up at load time */
+int _ra_inspect_dump_file(const char *path, const char *reason); /* 0 or an errno value */
+size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unknown */
+
 /* alloc.c */
 void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
 
 /* free.c */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
 void _ra_free_generic(void *p);
+bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
 void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
 size_t _ra_usable_size_checked(const void *p, bool *ok);
 
@@ -397,6 +487,15 @@ static inline size_t _ra_size_class(size_t size) {
 
 static inline size_t _ra_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
+/* Millisecond times kept in 32 bits (page descriptors): wrap-around is fine for ages below 24 days. */
+static inline uint32_t _ra_ms32(uint64_t ms) { return (uint32_t)ms | 1; }
+static inline uint64_t _ra_ms_from32(uint64_t now, uint32_t t) { return now - (uint32_t)((uint32_t)now - t); }
+
+#if defined(_WIN32)
+/* thread_windows.c: GetTickCount64 (a read of the shared user page; winpthreads' clock_gettime goes
+ * through QueryPerformanceCounter, ~190 ns a call under wine 8). Resolution 10-16 ms. */
+uint64_t _ra_now_ms(void);
+#else
 static inline uint64_t _ra_now_ms(void);
 #include <time.h>
 static inline uint64_t _ra_now_ms(void) {
@@ -404,5 +503,6 @@ static inline uint64_t _ra_now_ms(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+#endif
 
 #endif /* RAMALLOC_INTERNAL_H */

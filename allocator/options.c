@@ -1,10 +1,13 @@
 /* Options: one table (name, default, meaning), read once from RAMALLOC_<NAME> without allocating. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-typedef enum opt_kind_e { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_ENUM } opt_kind_t;
+/* OPT_STRING keeps a copy of the text (_ra_option_str; _ra_option gives 1 when set, else 0);
+ * OPT_SIGNAL takes a number or a name such as SIGUSR2 or USR2 (0: none). */
+typedef enum opt_kind_e { OPT_BOOL, OPT_INT, OPT_SIZE, OPT_ENUM, OPT_STRING, OPT_SIGNAL } opt_kind_t;
 
 typedef struct opt_desc_s {
   const char *name;          /* environment variable, without the RAMALLOC_ prefix */
@@ -16,6 +19,7 @@ typedef struct opt_desc_s {
 
 static const char *const commit_choices[] = {"auto", "overcommit", "protect", NULL};
 static const char *const purge_choices[] = {"reset", "decommit", NULL};
+static const char *const on_error_choices[] = {"abort", "warn", NULL};
 
 static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_VERBOSE] = {"VERBOSE", OPT_BOOL, 0, NULL,
@@ -31,11 +35,72 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
                     "reset|decommit: how free memory goes back (reset keeps the commit charge)"},
   [RA_OPT_PURGE_THREAD] = {"PURGE_THREAD", OPT_BOOL, 0, NULL,
                            "run a background thread that purges while the program is quiet"},
+  [RA_OPT_ON_ERROR] = {"ON_ERROR", OPT_ENUM, RA_ON_ERROR_ABORT, on_error_choices,
+                       "abort|warn: what follows the report of a misuse (double free, bad pointer, corrupted list)"},
+  [RA_OPT_LIMIT] = {"LIMIT", OPT_SIZE, 0, NULL,
+                    "cap on committed bytes (K/M/G suffixes; 0: none): past it allocation fails with ENOMEM"},
+  [RA_OPT_SHOW_STATS] = {"SHOW_STATS", OPT_BOOL, 0, NULL, "print the statistics to stderr at exit"},
+  [RA_OPT_DUMP_LAYOUT] = {"DUMP_LAYOUT", OPT_STRING, 0, NULL,
+                          "write the layout as JSON to this file at exit (%p: the process id)"},
+  [RA_OPT_DUMP_SIGNAL] = {"DUMP_SIGNAL", OPT_SIGNAL, 0, NULL,
+                          "on this signal (e.g. SIGUSR2) write a numbered layout dump while running"},
 };
 
 static long long opt_value[RA_OPT_COUNT];
 static bool opt_from_env[RA_OPT_COUNT];
 static atomic_bool opt_ready;
+
+/* The text of string options, copied (the environment may change later). */
+static char str_pool[4096];
+static size_t str_used;
+static const char *opt_str[RA_OPT_COUNT];
+
+static bool save_string(int opt, const char *s) {
+  size_t n = strlen(s) + 1;
+  if (n > sizeof str_pool - str_used) return false;
+  memcpy(str_pool + str_used, s, n);
+  opt_str[opt] = str_pool + str_used;
+  str_used += n;
+  return true;
+}
+
+/* Signals worth asking for by name, where the OS has them (any number is accepted too). */
+#define SIGNAL_NAME(n) {#n, SIG##n}
+static const struct {
+  const char *name;
+  int number;
+} signal_names[] = {
+  SIGNAL_NAME(INT), SIGNAL_NAME(TERM),
+#ifdef SIGUSR2
+  SIGNAL_NAME(HUP), SIGNAL_NAME(QUIT), SIGNAL_NAME(USR1), SIGNAL_NAME(USR2), SIGNAL_NAME(ALRM),
+  SIGNAL_NAME(WINCH), SIGNAL_NAME(URG), SIGNAL_NAME(PROF), SIGNAL_NAME(VTALRM),
+#endif
+};
+#undef SIGNAL_NAME
+
+static bool parse_signal(const char *s, long long *out) {
+  if (*s >= '0' && *s <= '9') {
+    long long v = 0;
+    for (; *s >= '0' && *s <= '9' && v < 1000; s++) v = v * 10 + (*s - '0');
+    if (*s != '\0' || v >= 65) return false;
+    *out = v;
+    return true;
+  }
+  if (!strncasecmp(s, "SIG", 3)) s += 3;
+  for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++) {
+    if (!strcasecmp(s, signal_names[i].name)) {
+      *out = signal_names[i].number;
+      return true;
+    }
+  }
+  return false;
+}
+
+static const char *signal_name(long long v) {
+  for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+    if (signal_names[i].number == v) return signal_names[i].name;
+  return "?";
+}
 
 static bool parse_size(const char *s, long long *out) {
   if (*s < '0' || *s > '9') return false;
@@ -88,6 +153,11 @@ static bool parse_value(const opt_desc_t *d, const char *s, long long *out) {
         }
       }
       return false;
+    case OPT_STRING:
+      *out = 1;
+      return true;
+    case OPT_SIGNAL:
+      return parse_signal(s, out);
   }
   return false;
 }
@@ -101,7 +171,7 @@ void _ra_options_init(void) {
     long long v = d->def;
     const char *s = getenv(var); /* getenv does not allocate */
     if (s != NULL && *s != '\0') {
-      if (parse_value(d, s, &v)) {
+      if (parse_value(d, s, &v) && (d->kind != OPT_STRING || save_string(i, s))) {
         opt_from_env[i] = true;
       } else {
         _ra_write(2, "ramalloc: ignoring %s=%s (not a valid value); using the default\n", var, s);
@@ -119,12 +189,20 @@ void _ra_options_init(void) {
 
 long long _ra_option(ra_option_t opt) { return opt_value[opt]; }
 
+const char *_ra_option_str(ra_option_t opt) { return opt_str[opt]; }
+
 void _ra_options_print(void) {
   for (int i = 0; i < RA_OPT_COUNT; i++) {
     const opt_desc_t *d = &opt_table[i];
     long long v = opt_value[i];
     if (d->kind == OPT_ENUM)
       _ra_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, d->choices[v],
+                opt_from_env[i] ? "" : " (default)", d->meaning);
+    else if (d->kind == OPT_STRING)
+      _ra_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, opt_str[i] ? opt_str[i] : "",
+                opt_from_env[i] ? "" : " (default)", d->meaning);
+    else if (d->kind == OPT_SIGNAL && v != 0)
+      _ra_write(2, "ramalloc: option RAMALLOC_%s=%lld (SIG%s)%s  # %s\n", d->name, v, signal_name(v),
                 opt_from_env[i] ? "" : " (default)", d->meaning);
     else
       _ra_write(2, "ramalloc: option RAMALLOC_%s=%lld%s  # %s\n", d->name, v,

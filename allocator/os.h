@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define RA_OS_OK 0
 
@@ -66,5 +67,9 @@ int _ra_os_protect(void *addr, size_t size, ra_prot_t prot);
 
 /* Release a whole reservation (addr and size as reserved). */
 int _ra_os_release(void *addr, size_t size);
+
+/* 64 unpredictable bits for the allocator's secrets, without allocating (POSIX: the kernel's
+ * AT_RANDOM bytes or /dev/urandom; Windows: see os_windows.c). */
+uint64_t _ra_os_random(void);
 
 #endif /* RAMALLOC_OS_H */

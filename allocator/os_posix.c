@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static ra_os_info_t os_info;
@@ -114,4 +116,28 @@ int _ra_os_protect(void *addr, size_t size, ra_prot_t prot) {
 int _ra_os_release(void *addr, size_t size) {
   if (munmap(addr, size) != 0) return os_errno();
   return RA_OS_OK;
+}
+
+uint64_t _ra_os_random(void) {
+  uint64_t v = 0;
+  /* The kernel puts 16 random bytes on every new process's stack; each call takes 8 of them mixed
+   * with the clock, so two calls differ. */
+  const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+  if (r != NULL) {
+    for (int i = 0; i < 8; i++) v = (v << 8) | r[i + 8];
+  } else {
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (read(fd, &v, sizeof v) != (ssize_t)sizeof v) v = 0;
+      close(fd);
+    }
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  v ^= ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&v;
+  /* splitmix64 finaliser: spread the bits */
+  v += 0x9e3779b97f4a7c15ULL;
+  v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
+  return v ^ (v >> 31);
 }

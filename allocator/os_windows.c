@@ -3,7 +3,12 @@
  * commit = VirtualAlloc(MEM_COMMIT, PAGE_READWRITE); decommit = VirtualFree(MEM_DECOMMIT);
  * reset = VirtualAlloc(MEM_RESET); reset undo = VirtualAlloc(MEM_RESET_UNDO) where the OS accepts it
  * (wine 8 does not); protect = VirtualProtect; release = VirtualFree(MEM_RELEASE, size 0).
- * Only RA_COMMIT_PROTECT exists here. Errors are GetLastError() values. */
+ * Only RA_COMMIT_PROTECT exists here. Errors are GetLastError() values.
+ *
+ * Reservations come in units of the allocation granularity (64 KiB): every base is a multiple of
+ * it, and a size is rounded up to it, since the rest of a 64 KiB unit could never be reserved by
+ * anything else. Commit charge is exact: only committed pages are charged, and decommit returns the
+ * charge at once (reset does not: the pages stay committed). */
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
@@ -47,6 +52,7 @@ typedef PVOID(WINAPI *ra_virtual_alloc2_fn)(HANDLE process, PVOID base, SIZE_T s
 
 static ra_os_info_t os_info;
 static ra_virtual_alloc2_fn os_virtual_alloc2; /* NULL when kernelbase.dll lacks it (before Windows 10) */
+static bool os_skip_virtual_alloc2;            /* tests: take the over-reserve path anyway */
 static INIT_ONCE os_once = INIT_ONCE_STATIC_INIT;
 
 static int os_error(void) {
@@ -114,6 +120,9 @@ int _ra_os_reserve(size_t size, size_t align, void **out) {
   const ra_os_info_t *info = _ra_os_info();
   if (out == NULL || size == 0 || (align & (align - 1)) != 0) return ERROR_INVALID_PARAMETER;
   if (align < info->granularity) align = info->granularity;
+  size_t rounded = (size + info->granularity - 1) & ~(info->granularity - 1);
+  if (rounded < size) return ERROR_NOT_ENOUGH_MEMORY;
+  size = rounded;
   void *p;
   if (align == info->granularity) {
     p = VirtualAlloc(NULL, size, MEM_RESERVE, PAGE_NOACCESS);
@@ -121,7 +130,7 @@ int _ra_os_reserve(size_t size, size_t align, void **out) {
     *out = p;
     return RA_OS_OK;
   }
-  if (os_virtual_alloc2 != NULL && (p = os_reserve_aligned2(size, align)) != NULL) {
+  if (os_virtual_alloc2 != NULL && !os_skip_virtual_alloc2 && (p = os_reserve_aligned2(size, align)) != NULL) {
     *out = p;
     return RA_OS_OK;
   }
@@ -186,4 +195,29 @@ int _ra_os_release(void *addr, size_t size) {
   (void)size; /* MEM_RELEASE takes the whole reservation and requires size 0 */
   if (!VirtualFree(addr, 0, MEM_RELEASE)) return os_error();
   return RA_OS_OK;
+}
+
+#ifdef RA_OS_TEST_HOOKS
+/* For tests/win only (built with the OS layer source): whether aligned reservations may use
+ * VirtualAlloc2, and whether this system has it. */
+void _ra_os_windows_test_use_virtual_alloc2(bool use) { os_skip_virtual_alloc2 = !use; }
+bool _ra_os_windows_test_has_virtual_alloc2(void) { return _ra_os_info() != NULL && os_virtual_alloc2 != NULL; }
+#endif
+
+/* RtlGenRandom (advapi32's SystemFunction036, linked by default with mingw-w64), declared here
+ * rather than through ntsecapi.h; without it, the performance counter, the process id and an
+ * address (randomised by ASLR) are mixed. */
+BOOLEAN NTAPI SystemFunction036(PVOID buffer, ULONG length);
+
+uint64_t _ra_os_random(void) {
+  uint64_t v = 0;
+  if (!SystemFunction036(&v, sizeof v)) {
+    LARGE_INTEGER pc;
+    QueryPerformanceCounter(&pc);
+    v = (uint64_t)pc.QuadPart ^ ((uint64_t)GetCurrentProcessId() << 32) ^ (uint64_t)(uintptr_t)&v;
+  }
+  v += 0x9e3779b97f4a7c15ULL;
+  v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
+  return v ^ (v >> 31);
 }

@@ -49,6 +49,7 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   (void)heap;
   size_t bs = _ra_class_size[class_idx];
   page->block_size = (uint32_t)bs;
+  page->div_magic = (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs);
   page->class_idx = (uint8_t)class_idx;
   page->reserved = (uint32_t)((page->slice_count * RA_SLICE_SIZE) / bs);
   page->capacity = 0;
@@ -81,10 +82,10 @@ int _ra_page_extend(ra_page_t *page) {
   ra_block_t *b = (ra_block_t *)start;
   for (size_t i = 0; i + 1 < n; i++) {
     ra_block_t *next = (ra_block_t *)((uint8_t *)b + bs);
-    b->next = next;
+    _ra_block_set_next(b, next);
     b = next;
   }
-  b->next = NULL;
+  _ra_block_set_next(b, NULL);
   page->free = (ra_block_t *)start;
   page->capacity += (uint32_t)n;
   page->free_is_zero = page->fresh;
@@ -102,11 +103,15 @@ size_t _ra_page_collect_xfree(ra_page_t *page) {
                                                   memory_order_relaxed));
   ra_block_t *head = (ra_block_t *)(tf & ~(uintptr_t)3), *tail = head;
   size_t n = 1;
-  while (tail->next != NULL) {
-    tail = tail->next;
-    n++;
+  for (ra_block_t *next; (next = _ra_block_next(tail)) != NULL; tail = next, n++) {
+    /* More blocks than are in use, or a link out of the chunk: the list was written over (or a
+     * block was freed twice from other threads). Keep what was sound. */
+    if (!_ra_next_is_sane(tail, next) || n >= page->used) {
+      _ra_corrupt_list(tail);
+      break;
+    }
   }
-  tail->next = page->free;
+  _ra_block_set_next(tail, page->free);
   page->free = head;
   page->free_is_zero = 0;
   page->used -= (uint32_t)n;
@@ -218,7 +223,7 @@ void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   ra_page_queue_t *q = &heap->queues[page->class_idx];
   if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
       _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
-    page->retire_ms = _ra_now_ms(); /* kept: the purge gives it back after the delay */
+    page->retire_ms = _ra_ms32(_ra_now_ms()); /* kept: the purge gives it back after the delay */
     return;
   }
   _ra_page_free(heap, page);

@@ -18,10 +18,11 @@ static _Atomic(uint64_t) next_pass_ms;
 
 static long long purge_delay(void) { return _ra_option(RA_OPT_PURGE_DELAY_MS); }
 
-/* Slices are reset rather than decommitted when asked to, and when whole chunks are committed at
- * once (decommitting a slice there would split the chunk's mapping). */
+/* Slices are reset rather than decommitted when asked to (unless RAMALLOC_LIMIT caps the commit
+ * charge, which a reset keeps), and when whole chunks are committed at once (decommitting a slice
+ * there would split the chunk's mapping). */
 bool _ra_purge_reset_only(void) {
-  return _ra_option(RA_OPT_PURGE) == RA_PURGE_RESET || _ra_commit_whole_chunks;
+  return (_ra_option(RA_OPT_PURGE) == RA_PURGE_RESET && _ra_option(RA_OPT_LIMIT) == 0) || _ra_commit_whole_chunks;
 }
 
 static uint64_t pass_interval(uint64_t delay) { return delay >= 2 ? delay / 2 : 1; }
@@ -33,7 +34,10 @@ void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool fo
     ra_page_t *page = heap->queues[i].first;
     if (page == NULL || page->next != NULL) continue;
     _ra_page_collect(page);
-    if (page->used == 0 && (force || now - page->retire_ms >= delay)) _ra_page_free_since(heap, page, page->retire_ms);
+    if (page->used == 0 && page->retire_ms != 0) {
+      uint64_t since = _ra_ms_from32(now, page->retire_ms);
+      if (force || now - since >= delay) _ra_page_free_since(heap, page, since);
+    }
   }
 }
 

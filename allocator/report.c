@@ -150,12 +150,37 @@ void _ra_verbose(const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Misuse: an invalid pointer handed to free or realloc. The block is left alone (nothing the
- * program holds is touched) and the process stops, so the corruption cannot spread. */
-void _ra_error(const char *what, const void *p) {
-  _ra_write(2, "ramalloc: %s %p\n", what, p);
-  abort();
+/* Every misuse report ends here: one line on stderr, then abort() unless RAMALLOC_ON_ERROR=warn.
+ * Nothing the program holds has been touched when this is called, so in warn mode the caller
+ * simply refuses the operation. */
+static void report_and_stop(const char *line_fmt, const char *op, const void *p) {
+  _ra_write(2, line_fmt, op, p);
+  if (_ra_option(RA_OPT_ON_ERROR) != RA_ON_ERROR_WARN) abort();
 }
+
+void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) {
+  const char *op = is_realloc ? "realloc" : "free";
+  switch (kind) {
+    case RA_MISUSE_DOUBLE_FREE:
+      report_and_stop(is_realloc ? "ramalloc: %s of a freed block %p\n" : "ramalloc: double %s of %p\n", op, p);
+      break;
+    case RA_MISUSE_INTERIOR:
+      report_and_stop("ramalloc: %s of an interior pointer %p\n", op, p);
+      break;
+    case RA_MISUSE_METADATA:
+      report_and_stop("ramalloc: %s of a pointer into allocator metadata %p\n", op, p);
+      break;
+    case RA_MISUSE_FOREIGN:
+      report_and_stop("ramalloc: %s of a pointer ramalloc did not hand out %p\n", op, p);
+      break;
+  }
+}
+
+void _ra_corrupt_list(const void *near) {
+  report_and_stop("ramalloc: %s corrupted (write after free or overflow) near %p\n", "free list", near);
+}
+
+void _ra_error(const char *what, const void *p) { report_and_stop("ramalloc: %s %p\n", what, p); }
 
 void _ra_assert_fail(const char *expr, const char *file, int line) {
   _ra_write(2, "ramalloc: assertion failed: %s (%s:%d)\n", expr, file, line);

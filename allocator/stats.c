@@ -1,113 +1,79 @@
-/* Statistics: the OS-level counters are exact at any time; per-class figures come from a walk of
- * every arena's chunks and page descriptors (exact when no other thread runs). */
+/* Statistics as text, and the invariant validator. The figures come from ra_stats_get (inspect.c:
+ * OS counters, plus a walk of the metadata); printing goes through a line buffer to a file
+ * descriptor or an output callback, and never allocates. */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
-static size_t list_length(const ra_block_t *b) {
-  size_t n = 0;
-  for (; b != NULL; b = b->next) n++;
-  return n;
-}
+typedef struct printer_s {
+  ra_output_fun *out;
+  void *arg;
+} printer_t;
 
-static void stats_walk_chunk(ra_stats_t *st, ra_chunk_t *c) {
-  if (c->kind == RA_CHUNK_HUGE) {
-    st->live_blocks++;
-    st->huge_blocks++;
-    st->live_bytes += c->huge_size;
-    return;
-  }
-  for (size_t idx = 1; idx < RA_SLICES;) {
-    ra_page_t *pg = &c->pages[idx];
-    if (atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) {
-      idx++;
-      continue;
-    }
-    idx += pg->slice_count ? pg->slice_count : 1;
-    size_t xfree = list_length((ra_block_t *)(atomic_load_explicit(&pg->xfree, memory_order_acquire) & ~(uintptr_t)3));
-    size_t used = pg->used >= xfree ? pg->used - xfree : 0;
-    ra_class_stats_t *cs = &st->classes[pg->class_idx];
-    cs->pages++;
-    cs->blocks_used += used;
-    cs->blocks_free += pg->reserved - used;
-    st->live_blocks += used;
-    st->live_bytes += used * pg->block_size;
-  }
-}
+/* One line (at most 255 characters) through report.c's formatter. */
+#define PRINT(pr, ...)                                   \
+  do {                                                   \
+    char line_[256];                                     \
+    size_t n_ = _ra_fmt(line_, sizeof line_, __VA_ARGS__); \
+    (pr)->out(line_, n_ < sizeof line_ ? n_ : sizeof line_ - 1, (pr)->arg); \
+  } while (0)
 
-static void stats_heap(ra_heap_t *h, void *arg) {
-  ra_stats_t *st = arg;
-  st->heaps++;
-  /* Blocks waiting in a delayed list are free but still counted in their page's `used`. */
-  for (ra_block_t *b = atomic_load_explicit(&h->delayed_free, memory_order_acquire); b != NULL; b = b->next) {
-    ra_chunk_t *c = _ra_chunk_of(b);
-    ra_page_t *pg = _ra_page_of(c, b);
-    ra_class_stats_t *cs = &st->classes[pg->class_idx];
-    cs->blocks_used--;
-    cs->blocks_free++;
-    st->live_blocks--;
-    st->live_bytes -= pg->block_size;
-  }
-}
-
-void ra_stats_get(ra_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  st->reserved = atomic_load_explicit(&_ra_counters.reserved, memory_order_relaxed);
-  st->committed = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
-  st->committed_peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
-  st->purged = atomic_load_explicit(&_ra_counters.purged, memory_order_relaxed);
-  st->reserve_calls = atomic_load_explicit(&_ra_counters.reserve_calls, memory_order_relaxed);
-  st->commit_calls = atomic_load_explicit(&_ra_counters.commit_calls, memory_order_relaxed);
-  st->decommit_calls = atomic_load_explicit(&_ra_counters.decommit_calls, memory_order_relaxed);
-  st->reset_calls = atomic_load_explicit(&_ra_counters.reset_calls, memory_order_relaxed);
-  st->protect_calls = atomic_load_explicit(&_ra_counters.protect_calls, memory_order_relaxed);
-  st->release_calls = atomic_load_explicit(&_ra_counters.release_calls, memory_order_relaxed);
-  st->class_count = RA_CLASS_COUNT;
-  for (size_t i = 0; i < RA_CLASS_COUNT; i++) st->classes[i].block_size = _ra_class_size[i];
-  size_t n = _ra_arena_count();
-  st->arenas = n;
-  for (size_t k = 0; k < n; k++) {
-    ra_arena_t *a = _ra_arena_at(k);
-    pthread_mutex_lock(&a->lock);
-    st->chunks_in_use += a->chunks_in_use;
-    for (size_t s = 1; s < a->chunk_slots; s++) {
-      ra_chunk_t *c = (ra_chunk_t *)(a->base + s * RA_CHUNK_SIZE);
-      if (((a->in_use[s >> 6] >> (s & 63)) & 1) && _ra_chunk_map_has((uintptr_t)c)) stats_walk_chunk(st, c);
-    }
-    pthread_mutex_unlock(&a->lock);
-  }
-  _ra_heap_foreach(stats_heap, st);
-}
-
-static void print_size(int fd, const char *label, size_t v) {
+static void print_size(const printer_t *pr, const char *label, size_t v) {
   if (v >= ((size_t)10 << 20))
-    _ra_write(fd, "  %s%zu bytes (%zu MiB)\n", label, v, v >> 20);
+    PRINT(pr, "  %-20s%zu bytes (%zu MiB)\n", label, v, v >> 20);
   else
-    _ra_write(fd, "  %s%zu bytes (%zu KiB)\n", label, v, v >> 10);
+    PRINT(pr, "  %-20s%zu bytes (%zu KiB)\n", label, v, v >> 10);
 }
 
-void ra_stats_print(int fd) {
+/* Per 1000 of `whole`, for "x.y%" without floating point. */
+static size_t permille(size_t part, size_t whole) { return whole ? (part * 1000 + whole / 2) / whole : 0; }
+
+void ra_stats_print_out(ra_output_fun *out, void *arg) {
   ra_stats_t st;
+  printer_t pr = {out, arg};
   ra_stats_get(&st);
-  _ra_write(fd, "ramalloc statistics\n");
-  _ra_write(fd, "  arenas:            %zu\n", st.arenas);
-  print_size(fd, "reserved:          ", st.reserved);
-  print_size(fd, "committed:         ", st.committed);
-  print_size(fd, "committed peak:    ", st.committed_peak);
-  print_size(fd, "live bytes:        ", st.live_bytes);
-  _ra_write(fd, "  live blocks:       %zu (huge %zu)\n", st.live_blocks, st.huge_blocks);
-  _ra_write(fd, "  chunks in use:     %zu\n", st.chunks_in_use);
-  _ra_write(fd, "  thread heaps:      %zu\n", st.heaps);
-  _ra_write(fd, "  os calls:          reserve %zu, commit %zu, decommit %zu, reset %zu, protect %zu, release %zu\n",
-            st.reserve_calls, st.commit_calls, st.decommit_calls, st.reset_calls, st.protect_calls,
-            st.release_calls);
-  _ra_write(fd, "  %10s %8s %12s %12s\n", "class size", "pages", "blocks used", "blocks free");
+  PRINT(&pr, "ramalloc statistics\n");
+  PRINT(&pr, "  %-20s%zu\n", "arenas:", st.arenas);
+  print_size(&pr, "reserved:", st.reserved);
+  print_size(&pr, "committed:", st.committed);
+  print_size(&pr, "committed peak:", st.committed_peak);
+  print_size(&pr, "purged:", st.purged);
+  print_size(&pr, "live bytes:", st.live_bytes);
+  PRINT(&pr, "  %-20s%zu (huge %zu)\n", "live blocks:", st.live_blocks, st.huge_blocks);
+  PRINT(&pr, "  %-20s%zu (abandoned %zu), pages %zu\n", "chunks in use:", st.chunks_in_use, st.chunks_abandoned,
+        st.pages);
+  PRINT(&pr, "  %-20s%zu\n", "thread heaps:", st.heaps);
+  size_t pm = permille(st.meta_committed, st.committed);
+  PRINT(&pr, "  %-20s%zu bytes of structures, %zu KiB committed for them (%zu.%zu%% of committed)\n", "metadata:",
+        st.meta_bytes, st.meta_committed >> 10, pm / 10, pm % 10);
+  PRINT(&pr, "  %-20s%zu bytes at page ends (exact), at most %zu inside live blocks\n", "rounding:", st.tail_bytes,
+        st.rounding_max);
+  PRINT(&pr, "  %-20sreserve %zu, commit %zu, decommit %zu, reset %zu, protect %zu, release %zu\n", "os calls:",
+        st.reserve_calls, st.commit_calls, st.decommit_calls, st.reset_calls, st.protect_calls, st.release_calls);
+  PRINT(&pr, "  %10s %8s %12s %12s %12s %14s\n", "class size", "pages", "blocks used", "blocks free", "tail bytes",
+        "rounding max");
   for (size_t i = 0; i < st.class_count; i++) {
     const ra_class_stats_t *c = &st.classes[i];
     if (c->pages == 0) continue;
-    _ra_write(fd, "  %10zu %8zu %12zu %12zu\n", c->block_size, c->pages, c->blocks_used, c->blocks_free);
+    PRINT(&pr, "  %10zu %8zu %12zu %12zu %12zu %14zu\n", c->block_size, c->pages, c->blocks_used, c->blocks_free,
+          c->tail_bytes, c->rounding_max);
   }
 }
+
+static void print_to_fd(const char *text, size_t len, void *arg) {
+  int fd = *(int *)arg;
+  while (len > 0) {
+    ssize_t w = write(fd, text, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    text += w;
+    len -= (size_t)w;
+  }
+}
+
+void ra_stats_print(int fd) { ra_stats_print_out(print_to_fd, &fd); }
 
 /* ---- Validation ------------------------------------------------------------------------------------ */
 
@@ -125,7 +91,7 @@ static bool validate_page(ra_chunk_t *c, ra_page_t *pg) {
     return validate_fail("block size matches the class", pg);
   uint8_t *start = _ra_page_start(c, pg);
   size_t nfree = 0;
-  for (ra_block_t *b = pg->free; b != NULL; b = b->next) {
+  for (ra_block_t *b = pg->free; b != NULL; b = _ra_block_next(b)) {
     size_t off = (size_t)((uint8_t *)b - start);
     if ((uint8_t *)b < start || off % pg->block_size != 0 || off / pg->block_size >= pg->capacity)
       return validate_fail("free block inside the carved part of its page", b);

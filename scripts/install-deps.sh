@@ -2,7 +2,10 @@
 # Install the Debian 12 packages the build, tests and benchmarks need, when missing (root or sudo).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 valgrind libcmocka-dev libbenchmark-dev
-      libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev gnuplot-nox mingw-w64)
+      libmimalloc-dev libjemalloc-dev libgoogle-perftools-dev gnuplot-nox mingw-w64
+      wine wine64 dpkg-dev clang libclang-rt-14-dev)
+# the drop-in tests (tests/dropin): real programs run on glibc and on ramalloc, and figures
+pkgs+=(libpython3.11-testsuite sqlite3 lua5.4 redis-server redis-tools time)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

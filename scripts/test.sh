@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: a warnings-as-errors build with every test, the suite again under
-# AddressSanitizer, the threaded tests under ThreadSanitizer, and the Windows OS layer cross-built
-# with mingw-w64 so it cannot rot.
+# AddressSanitizer, the threaded tests under ThreadSanitizer, and the Windows build (mingw-w64) with
+# its whole suite run under wine (scripts/test-windows.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${RAMALLOC_TEST_DIR:-$root/build-test}
@@ -19,11 +19,17 @@ cmake -S "$root" -B "$out/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_
 cmake --build "$out/release" -j"$jobs"
 run_ctest "$out/release" -j"$jobs"
 
-step "AddressSanitizer build, all tests"
-cmake -S "$root" -B "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DRAMALLOC_SANITIZE=address -DRAMALLOC_DEBUG=2 \
+step "AddressSanitizer and UBSan build, all tests"
+cmake -S "$root" -B "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DRAMALLOC_SANITIZE=address,undefined -DRAMALLOC_DEBUG=2 \
   -DRAMALLOC_WERROR=ON -DRAMALLOC_BENCH=OFF >/dev/null
 cmake --build "$out/asan" -j"$jobs"
 run_ctest "$out/asan" -j"$jobs"
+
+step "libFuzzer (clang), 60 seconds from the seed corpus"
+CC=clang CXX=clang++ cmake -S "$root" -B "$out/fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_FUZZ=ON \
+  -DRAMALLOC_BENCH=OFF >/dev/null
+cmake --build "$out/fuzz" -j"$jobs" --target fuzz_alloc
+run_ctest "$out/fuzz" -R '^fuzz_60s$'
 
 step "ThreadSanitizer build, threaded tests"
 cmake -S "$root" -B "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_SANITIZE=thread \
@@ -31,10 +37,8 @@ cmake -S "$root" -B "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_SAN
 cmake --build "$out/tsan" -j"$jobs"
 run_ctest "$out/tsan" -L threads
 
-step "Windows OS layer, cross-built with mingw-w64"
-x86_64-w64-mingw32-gcc -std=gnu11 -Wall -Wextra -Werror -static -static-libgcc -I"$root/allocator" \
-  "$root/tests/win/os_windows_smoke.c" "$root/allocator/os_windows.c" -o "$out/os_windows_smoke.exe"
-echo "built $out/os_windows_smoke.exe (run under wine: issue 'The Windows build')"
+step "Windows build (mingw-w64), all tests under wine"
+RAMALLOC_WIN_DIR="$out/windows" bash "$root/scripts/test-windows.sh" | tee -a "$log"
 
 total=$(awk '/tests passed, .* tests failed out of/ {n += $NF} END {print n + 0}' "$log")
 echo

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -27,6 +28,12 @@ static size_t status_kib(const char *key) {
   return v;
 }
 static size_t rss_kib(void) { return status_kib("VmRSS:"); }
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Start a test from a clean slate: everything free given back, and the peak (VmHWM) reset. */
 static void fresh_start(void) {
@@ -185,11 +192,22 @@ static void idle_thread_case(bool quiet) {
   while (phase != 1) pthread_cond_wait(&cv, &mu);
   pthread_mutex_unlock(&mu);
   size_t held = rss_kib();
-  if (quiet) usleep((useconds_t)(delay_ms() * 2 + 50) * 1000); /* delay + one purger interval, and slack */
-  else wait_and_nudge();
-  size_t after = rss_kib();
-  printf("%s: VmRSS %zu KiB before, %zu KiB with the idle thread's memory freed, %zu KiB after the bound\n",
-         quiet ? "purger thread" : "other thread's slow path", base, held, after);
+  /* The bound is delay + half a delay (docs/memory-return.md); a loaded machine may deschedule the
+   * purging thread, so poll for up to 3 s and report how long it took. */
+  uint64_t t0 = now_ms(), waited;
+  size_t after;
+  do {
+    if (quiet) usleep(20 * 1000);
+    else {
+      usleep(20 * 1000);
+      void *p = ra_malloc(300 * 1024); /* a slow path of this (other) thread */
+      ra_free(p);
+    }
+    after = rss_kib();
+    waited = now_ms() - t0;
+  } while (after >= base + 16 * 1024 && waited < 3000);
+  printf("%s: VmRSS %zu KiB before, %zu KiB with the idle thread's memory freed, %zu KiB after %llu ms\n",
+         quiet ? "purger thread" : "other thread's slow path", base, held, after, (unsigned long long)waited);
   assert_true(held > base + 195 * 1024);
   assert_true(after < base + 16 * 1024); /* at most a few kept empty pages of the idle thread */
   pthread_mutex_lock(&mu);

@@ -1,6 +1,7 @@
 /* Smoke test of allocator/os_windows.c: reserve, commit, decommit, reset, reset undo, protect and
  * release, each checked with VirtualQuery. Standalone (no cmocka); prints "ok" lines, exits nonzero on
- * the first failure. Build:
+ * the first failure. Built and run under wine by ctest as win_os_smoke (tests/win/CMakeLists.txt); by
+ * hand:
  *   x86_64-w64-mingw32-gcc -static -static-libgcc -Wall -Wextra -Werror -Iallocator \
  *       tests/win/os_windows_smoke.c allocator/os_windows.c -o os_windows_smoke.exe */
 #include <stdint.h>
