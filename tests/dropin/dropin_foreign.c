@@ -145,14 +145,10 @@ int main(void) {
   bad += !run_case("realloc(stack)", op_realloc, stack_buffer, bad_realloc);
   bad += !run_case("realloc(ld.so link_map)", op_realloc, main_map, bad_realloc);
   bad += !run_case("realloc(mmap)", op_realloc, mapped, bad_realloc);
-  /* A pointer into the middle of a small block the calling thread owns: free's fast path trusts
-   * it today (it checks the chunk map and the page, not the offset in the block), so these cases
-   * run only on request until it does. */
-  if (getenv("DROPIN_INTERIOR")) {
-    bad += !run_case("free(inside a small block)", op_free, small + 8, bad_free);
-    bad += !run_case("free(inside a small block, +16)", op_free, small + 16, bad_free);
-    bad += !run_case("realloc(inside a small block)", op_realloc, small + 16, "ramalloc: ");
-  }
+  /* Pointers into the middle of a small block the calling thread owns (free's fast path). */
+  bad += !run_case("free(inside a small block)", op_free, small + 8, bad_free);
+  bad += !run_case("free(inside a small block, +16)", op_free, small + 16, bad_free);
+  bad += !run_case("realloc(inside a small block)", op_realloc, small + 16, bad_realloc);
 
   /* And this process, which did none of it, is fine too. */
   for (int i = 0; i < HELD; i++) free(held[i]);
