@@ -139,8 +139,8 @@ typedef struct ra_chunk_s ra_chunk_t;
 typedef struct ra_arena_s ra_arena_t;
 
 /* One descriptor per slice, in the chunk header. Only the head descriptor of a span is a "page";
- * the others hold slice_offset (the distance back to the head) and RA_PAGE_NOT_PAGE unless the
- * span is a page, in which case they carry the head's flags so the fast path can read either.
+ * the others hold slice_offset (the distance back to the head) and RA_PAGE_NOT_PAGE, so a pointer
+ * past the first slice of a page leaves free's fast path and the generic path walks back.
  *
  * Invariant (owner's view): used == capacity - |free|, and the blocks in xfree and in
  * the heap's delayed list are still counted in used until the owner collects them.
