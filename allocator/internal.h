@@ -406,7 +406,6 @@ void _ra_page_collect(ra_page_t *page);
 size_t _ra_page_collect_xfree(ra_page_t *page);
 void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page);
-void _ra_page_to_full(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);

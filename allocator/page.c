@@ -201,8 +201,6 @@ static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   return true;
 }
 
-void _ra_page_to_full(ra_heap_t *heap, ra_page_t *page) { (void)page_to_full(heap, page); }
-
 void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_set_delay(page, RA_DELAY_NONE, false);
   queue_unlink(&heap->full, page);
