@@ -58,38 +58,7 @@ extern char **environ;
 
 static bool warn_mode;
 
-/* Output on stdout with write(2), so nothing is buffered when the child dies. */
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
-  for (size_t off = 0; off < len;) {
-    ssize_t w = write(1, buf + off, len - off);
-    if (w <= 0) return;
-    off += (size_t)w;
-  }
-}
-
-static void child_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void child_fail(const char *fmt, ...) {
-  char buf[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  say("FAIL: %s\n", buf);
-  _exit(2);
-}
-
-#define CHECK(cond, ...)                      \
-  do {                                        \
-    if (!(cond)) child_fail(__VA_ARGS__);     \
-  } while (0)
+#include "test_child.h" /* say, child_fail and CHECK */
 
 /* The line ramalloc must print next: "ramalloc: <what> 0x<lowercase hex>". */
 static void expect(const char *what, const void *p) { say("expect:ramalloc: %s 0x%" PRIxPTR "\n", what, (uintptr_t)p); }

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_child.h"
 #include "test_common.h"
 #include "internal.h"
 
@@ -34,31 +35,7 @@ static volatile size_t v_zero = 0; /* sizes the compiler cannot see */
  * The child
  * ================================================================================================ */
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n > 0 && write(1, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0) _exit(3);
-}
-
-static void child_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void child_fail(const char *fmt, ...) {
-  char buf[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  say("FAIL: %s\n", buf);
-  _exit(2);
-}
-
-#define CHECK(cond, ...)                  \
-  do {                                    \
-    if (!(cond)) child_fail(__VA_ARGS__); \
-  } while (0)
+/* say, child_fail and CHECK: test_child.h */
 
 static size_t stat_committed(void) {
   ra_stats_t st;
