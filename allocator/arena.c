@@ -175,6 +175,26 @@ static size_t arena_find_run(ra_arena_t *a, size_t count, size_t step, bool clea
     for (size_t w = 0; w < words; w++)
       if (a->purgeable[w]) return w * 64 + (size_t)__builtin_ctzll(a->purgeable[w]);
   }
+  if (count > 1 && step == 1 && clean) {
+    /* A huge run: of the runs of free slots long enough, the one holding the most committed
+     * memory (its pages are reused rather than faulted in afresh), the lowest on ties. */
+    size_t best = 0, best_score = 0, len = 0, score = 0;
+    for (size_t i = 1; i < slots; i++) {
+      if (bit_get(a->in_use, i)) {
+        len = score = 0;
+        continue;
+      }
+      len++;
+      score += bit_get(a->committed, i);
+      if (len > count) score -= bit_get(a->committed, i - count);
+      if (len >= count && (best == 0 || score > best_score)) {
+        best = i + 1 - count;
+        best_score = score;
+        if (score == count) break;
+      }
+    }
+    return best;
+  }
   for (size_t i = 1; i + count <= slots;) {
     if (step > 1 && (base_n + i + 1) % step != 0) {
       i += step - (base_n + i + 1) % step;
@@ -198,8 +218,8 @@ static void slot_decommit(ra_arena_t *a, size_t i) {
   bit_clear(a->purgeable, i);
 }
 
-static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool clean, size_t *index,
-                                  bool *was_committed) {
+static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool clean, uint64_t *had,
+                                  size_t *index, bool *was_committed) {
   _ra_lock(&a->lock);
   size_t i = arena_find_run(a, count, step, clean);
   if (i == 0) {
@@ -207,7 +227,16 @@ static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool
     return NULL;
   }
   bool committed = bit_get(a->committed, i);
-  if (clean) {
+  if (had != NULL) {
+    /* A huge run that reuses what its slots still hold: the caller learns which slots had a
+     * committed header (their own bitmaps say the rest) and reconciles them (chunk.c). */
+    for (size_t j = 0; j < count; j++) {
+      if (bit_get(a->committed, i + j)) had[j >> 6] |= 1ULL << (j & 63);
+      else had[j >> 6] &= ~(1ULL << (j & 63));
+      bit_clear(a->committed, i + j);
+    }
+    committed = false;
+  } else if (clean) {
     /* Huge runs start from a clean slate: exact commit accounting and zeroed memory. */
     for (size_t j = 0; j < count; j++) slot_decommit(a, i + j);
     committed = false;
@@ -223,14 +252,14 @@ static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool
   return (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
 }
 
-ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_arena_t **arena,
+ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed) {
   size_t step = align > RA_CHUNK_SIZE ? align / RA_CHUNK_SIZE : 1;
   size_t n = _ra_arena_count();
   for (size_t k = 0; k < n; k++) {
     ra_arena_t *a = _ra_arena_at(k);
     if ((size_t)a->chunk_slots < count + step) continue;
-    ra_chunk_t *c = arena_take_run(a, count, step, clean, index, was_committed);
+    ra_chunk_t *c = arena_take_run(a, count, step, clean, had, index, was_committed);
     if (c != NULL) {
       *arena = a;
       return c;
@@ -241,7 +270,7 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_are
   ra_chunk_t *c = NULL;
   for (size_t k = n; k < _ra_arena_count() && c == NULL; k++) {
     *arena = _ra_arena_at(k);
-    c = arena_take_run(*arena, count, step, clean, index, was_committed);
+    c = arena_take_run(*arena, count, step, clean, had, index, was_committed);
   }
   if (c == NULL) {
     size_t want = (size_t)_ra_option(RA_OPT_ARENA_RESERVE);
@@ -251,7 +280,7 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_are
       ra_arena_t *a = arena_create(need > want ? need : want, need > RA_ARENA_MIN ? need : RA_ARENA_MIN);
       if (a != NULL) {
         *arena = a;
-        c = arena_take_run(a, count, step, clean, index, was_committed);
+        c = arena_take_run(a, count, step, clean, had, index, was_committed);
       }
     }
   }
@@ -320,15 +349,22 @@ void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
  * the slice bitmap) until a purge, at once when the purge delay is 0; free_ms says since when the
  * memory has been free. Huge runs were decommitted by the caller. */
 void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitted, uint64_t free_ms) {
+  _ra_arena_run_free(a, i, count, decommitted ? 0 : count, free_ms);
+}
+
+/* A run goes back with its first `kept` slots committed (each with a chunk header whose bitmaps say
+ * which of its slices are), the rest decommitted: the committed ones wait for a purge. */
+void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint64_t free_ms) {
   chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
   uint64_t now = free_ms;
-  bool purge_now = !decommitted && _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
+  bool purge_now = _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
   _ra_lock(&a->lock);
   for (size_t j = 0; j < count; j++) {
     bit_clear(a->in_use, i + j);
-    if (decommitted) {
+    if (j >= kept) {
       bit_clear(a->committed, i + j);
-    } else if (bit_get(a->committed, i + j)) {
+    } else {
+      bit_set(a->committed, i + j);
       bit_set(a->purgeable, i + j);
       a->free_ms[i + j] = now;
       if (purge_now) slot_purge(a, i + j);

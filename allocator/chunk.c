@@ -131,7 +131,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   ra_arena_t *arena;
   size_t index;
   bool was_committed;
-  ra_chunk_t *c = _ra_arena_chunk_alloc(1, 0, false, &arena, &index, &was_committed);
+  ra_chunk_t *c = _ra_arena_chunk_alloc(1, 0, false, NULL, &arena, &index, &was_committed);
   if (c == NULL) return NULL;
   uint64_t committed = 1, dirty = 0;
   if (was_committed) {
@@ -207,6 +207,14 @@ static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n
 /* A run of `slices` free slices from one of the heap's chunks: its own first, then an abandoned
  * chunk, then a new chunk. The head descriptor comes back zeroed, with slice_count and fresh set. */
 ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
+  /* Slices freed lately and still committed first: reusing them costs no page faults, and they
+   * would otherwise sit in memory until a purge while fresh slices get touched. */
+  for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next) {
+    if (c->free_count < slices) continue;
+    uint64_t warm = c->free_slices & atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
+    size_t idx = warm != 0 ? find_run(warm, slices) : 0;
+    if (idx != 0) return span_take(heap, c, idx, slices);
+  }
   for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next) {
     if (c->free_count < slices) continue;
     size_t idx = find_run(c->free_slices, slices);
@@ -328,6 +336,92 @@ void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
 
 /* ---- Huge blocks ---------------------------------------------------------------------------------- */
 
+/* Huge runs reuse the committed memory of the free slots they take (a freed huge block's, or a
+ * page chunk's): no fresh page fault per page, which is most of the cost of a fresh block. Up to
+ * this many chunks (1 GiB); longer runs start from decommitted memory. */
+#define HUGE_REUSE_MAX 256
+
+static uint64_t slot_need(size_t j, size_t lo, size_t hi) {
+  /* Slices of slot j that intersect the header slice of slot 0 or [lo, hi) (bytes from the run). */
+  uint64_t m = j == 0 ? 1 : 0;
+  size_t s0 = j * RA_CHUNK_SIZE, s1 = s0 + RA_CHUNK_SIZE;
+  size_t a = lo > s0 ? lo : s0, b = hi < s1 ? hi : s1;
+  if (a < b) {
+    size_t first = (a - s0) / RA_SLICE_SIZE, last = (b - s0 - 1) / RA_SLICE_SIZE;
+    m |= (last == 63 ? ~0ULL : ((1ULL << (last + 1)) - 1)) & ~((1ULL << first) - 1);
+  }
+  return m;
+}
+
+/* The committed slices slot j of a taken run still holds (its header says which), or 0. */
+static uint64_t slot_have(const ra_chunk_t *c, const uint64_t *had, size_t j) {
+  if (!((had[j >> 6] >> (j & 63)) & 1)) return 0;
+  const ra_chunk_t *cj = (const ra_chunk_t *)((const uint8_t *)c + j * RA_CHUNK_SIZE);
+  return cj->committed | 1;
+}
+
+/* Make exactly the header slice and [off, off + usable) of a taken run committed, keeping what
+ * its slots still hold: slices no longer needed are decommitted, missing ones committed. Sets
+ * *end to the end of the committed range (a reused last slice stays whole) and *is_zero when no
+ * block byte was reused. On failure nothing of the run is committed any more. */
+static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off, size_t usable, size_t *end,
+                    bool *is_zero) {
+  uint8_t *base = (uint8_t *)c;
+  size_t lo = off, hi = off + usable;
+  bool zero = true;
+  for (size_t j = 0; j < count; j++) {
+    uint64_t have = slot_have(c, had, j), need = slot_need(j, lo, hi);
+    if (have & ~need) _ra_chunk_decommit_slices((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), have & ~need);
+    if (have & need & (j == 0 ? ~1ULL : ~0ULL)) zero = false;
+  }
+  /* Commit the missing pieces, merged across slices and slots. Slice 0 of every slot past the
+   * first is block memory, so a slot's header is read (slot_have) before any of it changes. */
+  size_t total = count * RA_SLICES, g = 0, fail_at = total;
+  int err = RA_OS_OK;
+  while (g < total) {
+    size_t j = g / RA_SLICES, sl = g % RA_SLICES;
+    bool need = (slot_need(j, lo, hi) >> sl) & 1, have = (slot_have(c, had, j) >> sl) & 1;
+    if (!need || have) {
+      g++;
+      continue;
+    }
+    size_t e = g;
+    while (e < total && ((slot_need(e / RA_SLICES, lo, hi) >> (e % RA_SLICES)) & 1) &&
+           !((slot_have(c, had, e / RA_SLICES) >> (e % RA_SLICES)) & 1))
+      e++;
+    size_t a = g * RA_SLICE_SIZE, b = e * RA_SLICE_SIZE;
+    if (a > 0 && a < lo) a = lo;
+    if (b > hi) b = hi;
+    err = _ra_mem_commit(base + a, b - a);
+    if (err != RA_OS_OK) {
+      fail_at = g;
+      break;
+    }
+    g = e;
+  }
+  if (err != RA_OS_OK) {
+    /* Give back everything committed: reused slices whole, and what this call committed. */
+    for (size_t j = 0; j < count; j++) {
+      uint64_t need = slot_need(j, lo, hi), have = slot_have(c, had, j) & need;
+      for (size_t sl = 0; sl < RA_SLICES; sl++) {
+        size_t gg = j * RA_SLICES + sl;
+        if (!((need >> sl) & 1) || (!((have >> sl) & 1) && gg >= fail_at)) continue;
+        size_t a = gg * RA_SLICE_SIZE, b = a + RA_SLICE_SIZE;
+        if (!((have >> sl) & 1)) {
+          if (a > 0 && a < lo) a = lo;
+          if (b > hi) b = hi;
+        }
+        _ra_mem_decommit(base + a, b - a);
+      }
+    }
+    return err;
+  }
+  size_t last = (hi - 1) / RA_SLICE_SIZE;
+  *end = ((slot_have(c, had, last / RA_SLICES) >> (last % RA_SLICES)) & 1) ? (last + 1) * RA_SLICE_SIZE : hi;
+  *is_zero = zero;
+  return RA_OS_OK;
+}
+
 /* A block of `size` bytes (> RA_LARGE_MAX) in a run of chunks of its own, aligned to `align`
  * (a power of two). The block starts at slice 1, or at `align` from the chunk start when that is
  * larger; for align >= RA_CHUNK_SIZE it starts exactly one chunk in, where (p - 1) & ~MASK still
@@ -341,12 +435,18 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   ra_arena_t *arena;
   size_t index;
   bool was_committed;
-  ra_chunk_t *c = _ra_arena_chunk_alloc(count, align >= RA_CHUNK_SIZE ? align : 0, true, &arena, &index,
-                                        &was_committed);
+  uint64_t had[HUGE_REUSE_MAX / 64];
+  bool reuse = count <= HUGE_REUSE_MAX;
+  ra_chunk_t *c = _ra_arena_chunk_alloc(count, align >= RA_CHUNK_SIZE ? align : 0, true, reuse ? had : NULL,
+                                        &arena, &index, &was_committed);
   if (c == NULL) return NULL;
   uint8_t *block = (uint8_t *)c + off;
+  size_t end = off + usable;
+  bool zero = true;
   int err;
-  if (off == RA_SLICE_SIZE) {
+  if (reuse) {
+    err = huge_fit(c, count, had, off, usable, &end, &zero);
+  } else if (off == RA_SLICE_SIZE) {
     err = _ra_mem_commit(c, RA_SLICE_SIZE + usable);
   } else {
     err = _ra_mem_commit(c, RA_SLICE_SIZE);
@@ -364,33 +464,55 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   c->committed = 1;
   c->huge_block = block;
   c->huge_size = usable;
-  c->huge_committed = usable;
+  c->huge_committed = end - off;
   for (size_t i = 0; i <= RA_SLICES; i++) {
     c->pages[i].class_idx = RA_CLASS_HUGE;
     atomic_store_explicit(&c->pages[i].flags, RA_PAGE_HUGE, memory_order_relaxed);
   }
   _ra_arena_chunk_publish(c);
-  *is_zero = true;
+  *is_zero = zero;
   return block;
 }
 
+/* A freed huge block's run goes back to its arena. With a purge delay, its committed memory stays
+ * committed and becomes free slots like any other, each with a header (written into the freed
+ * block) that says which of its slices are committed: the next run or page chunk there reuses
+ * them, and a purge gives them back after the delay. Without a delay it is decommitted at once. */
 void _ra_huge_free(ra_chunk_t *c) {
   ra_arena_t *arena = c->arena;
   size_t index = c->index, count = c->chunk_count;
+  uint8_t *base = (uint8_t *)c;
   uint8_t *block = c->huge_block;
-  size_t committed = c->huge_committed;
+  size_t off = (size_t)(block - base), committed = c->huge_committed;
   /* Unpublished under the arena lock: a walk (inspect.c) reads a huge chunk's header holding that
    * lock after seeing the chunk-map bit, so the header stays committed while it reads. */
   _ra_lock(&arena->lock);
   _ra_arena_chunk_unpublish(c);
   _ra_unlock(&arena->lock);
-  if (block == (uint8_t *)c + RA_SLICE_SIZE) {
-    _ra_mem_decommit(c, RA_SLICE_SIZE + committed);
-  } else {
-    _ra_mem_decommit(block, committed);
-    _ra_mem_decommit(c, RA_SLICE_SIZE);
+  if (_ra_option(RA_OPT_PURGE_DELAY_MS) == 0 || count > HUGE_REUSE_MAX) {
+    if (off == RA_SLICE_SIZE) {
+      _ra_mem_decommit(c, RA_SLICE_SIZE + committed);
+    } else {
+      _ra_mem_decommit(block, committed);
+      _ra_mem_decommit(c, RA_SLICE_SIZE);
+    }
+    _ra_arena_chunk_free(arena, index, count, true, 0);
+    return;
   }
-  _ra_arena_chunk_free(arena, index, count, true, 0);
+  /* Whole slices only: the part of a last slice that is committed goes back now. */
+  size_t end = off + committed, whole = end & ~(RA_SLICE_SIZE - 1);
+  if (whole < off) whole = off;
+  if (end > whole) _ra_mem_decommit(base + whole, end - whole);
+  size_t kept = 0;
+  for (size_t j = 0; j < count; j++) {
+    uint64_t m = slot_need(j, off, whole) | (j == 0 ? 1 : 0);
+    if (!(m & 1)) break; /* the committed range is contiguous: no later slot holds any */
+    ra_chunk_t *cj = (ra_chunk_t *)(base + j * RA_CHUNK_SIZE);
+    cj->committed = m;
+    cj->dirty = m;
+    kept = j + 1;
+  }
+  _ra_arena_run_free(arena, index, count, kept, _ra_now_ms());
 }
 
 /* Resize a huge block in place, within its run: commit more, or give back a tail that shrank by

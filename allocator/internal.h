@@ -356,11 +356,12 @@ int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
 void _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
-ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, ra_arena_t **arena,
+ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
 void _ra_arena_chunk_publish(ra_chunk_t *chunk);
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk);
 void _ra_arena_chunk_free(ra_arena_t *arena, size_t index, size_t count, bool decommitted, uint64_t free_ms);
+void _ra_arena_run_free(ra_arena_t *arena, size_t index, size_t count, size_t kept, uint64_t free_ms);
 void *_ra_arena_meta_alloc(size_t size);
 size_t _ra_arena_count(void);
 ra_arena_t *_ra_arena_at(size_t i);

@@ -550,6 +550,88 @@ static void test_calloc_over_dirty_chunks(void **state) {
   }
 }
 
+/* A freed huge block's memory stays committed for the purge delay and is reused by the next huge
+ * block or chunk of pages there: the new owner sees its own content only (calloc zero, every byte),
+ * the commit charge does not grow for a block of the same size, and every shape of reuse works:
+ * same size, larger, smaller, aligned, a run whose last slice was only partly committed, a shrunk
+ * block, and small blocks carved from a chunk a huge block left. */
+static bool all_zero(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != 0) return false;
+  return true;
+}
+
+static uint8_t *huge_dirty(size_t n) {
+  uint8_t *p = ra_malloc(n);
+  assert_non_null(p);
+  memset(p, 0xC5, n);
+  return p;
+}
+
+static void test_huge_reuse(void **state) {
+  (void)state;
+  ra_stats_t st;
+  /* freeing keeps the pages (no OS call), and a block of the same size takes them back */
+  uint8_t *a = huge_dirty(20 * RA_MiB);
+  ra_stats_get(&st);
+  size_t before = st.committed, decommits = st.decommit_calls;
+  ra_free(a);
+  ra_stats_get(&st);
+  if (st.committed != before || st.decommit_calls != decommits)
+    fail_msg("freeing a huge block gave memory back at once: committed %zu -> %zu, decommit calls %zu -> %zu",
+             before, st.committed, decommits, st.decommit_calls);
+  uint8_t *b = huge_dirty(20 * RA_MiB);
+  ra_stats_get(&st);
+  if (st.committed > before)
+    fail_msg("a huge block of the size just freed raised the commit charge from %zu to %zu", before, st.committed);
+  ra_free(b);
+  /* calloc over freed huge memory, of sizes around it, including a last slice partly committed */
+  const size_t sizes[] = {20 * RA_MiB + 123, 9 * RA_MiB + 5000, 30 * RA_MiB, 20 * RA_MiB + 70000, 3 * RA_MiB};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    ra_free(huge_dirty(sizes[(k + 1) % 5]));
+    uint8_t *z = ra_calloc(1, sizes[k]);
+    assert_non_null(z);
+    if (!all_zero(z, sizes[k])) fail_msg("ra_calloc(1, %zu) over freed huge memory is not zero", sizes[k]);
+    memset(z, 0x3A, sizes[k]);
+    ra_free(z);
+  }
+  /* aligned huge blocks over freed ones keep their alignment and their pages */
+  const size_t aligns[] = {RA_MiB, 8 * RA_MiB};
+  for (size_t k = 0; k < 2; k++) {
+    ra_free(huge_dirty(24 * RA_MiB));
+    void *q = NULL;
+    assert_int_equal(ra_posix_memalign(&q, aligns[k], 6 * RA_MiB), 0);
+    assert_true(rt_is_aligned(q, aligns[k]));
+    memset(q, 0x11, 6 * RA_MiB);
+    ra_free(q);
+  }
+  /* a block shrunk in place, then freed and reused */
+  uint8_t *s = huge_dirty(40 * RA_MiB);
+  uint8_t *s2 = ra_realloc(s, 5 * RA_MiB + 4096);
+  assert_ptr_equal(s2, s);
+  ra_free(s2);
+  uint8_t *g = ra_calloc(1, 12 * RA_MiB);
+  assert_non_null(g);
+  assert_true(all_zero(g, 12 * RA_MiB));
+  ra_free(g);
+  /* chunks of pages where huge blocks were: calloc zero, blocks intact */
+  ra_free(huge_dirty(32 * RA_MiB));
+  enum { N = 3000 };
+  static uint8_t *p[N];
+  for (size_t i = 0; i < N; i++) {
+    size_t n = 16 + (i * 7919) % 40000;
+    p[i] = ra_calloc(1, n);
+    assert_non_null(p[i]);
+    if (!all_zero(p[i], n)) fail_msg("ra_calloc(1, %zu) in a chunk a huge block left is not zero", n);
+    memset(p[i], (int)(i & 0xFF), n);
+  }
+  for (size_t i = 0; i < N; i++) {
+    size_t n = 16 + (i * 7919) % 40000;
+    for (size_t j = 0; j < n; j += 97) assert_int_equal(p[i][j], (uint8_t)(i & 0xFF));
+    ra_free(p[i]);
+  }
+}
+
 /* ---- ra_owns ---------------------------------------------------------------------------------- */
 
 static int static_data = 42;
@@ -762,6 +844,7 @@ int main(void) {
       cmocka_unit_test(test_calloc_zero_on_reuse),
       cmocka_unit_test(test_calloc_after_realloc),
       cmocka_unit_test(test_calloc_over_dirty_chunks),
+      cmocka_unit_test(test_huge_reuse),
       cmocka_unit_test(test_owns),
       cmocka_unit_test(test_owns_never_faults_nearby),
       cmocka_unit_test(test_stats),

@@ -220,7 +220,8 @@ static void test_commit_per_slice(void **state) {
   if (wt_query(last).state == MEM_RESERVE) assert_true(wt_read_faults(last, NULL));
   ra_free(b);
 
-  /* a huge block: committed while live, MEM_RESERVE again once freed */
+  /* a huge block: committed while live; once freed, kept committed for reuse until a purge
+   * (here ra_collect), then MEM_RESERVE again */
   size_t n = 12 * MiB;
   uint8_t *h = ra_malloc(n);
   assert_non_null(h);
@@ -228,6 +229,8 @@ static void test_commit_per_slice(void **state) {
   h[0] = 1;
   h[n - 1] = 2;
   ra_free(h);
+  assert_int_equal(wt_committed_in(h, n), n);
+  ra_collect(true);
   assert_int_equal(wt_committed_in(h, n), 0);
   assert_int_equal(wt_query(h).state, MEM_RESERVE);
   assert_true(wt_read_faults(h + n / 2, NULL));
