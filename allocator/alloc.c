@@ -13,7 +13,7 @@ static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
   _ra_corrupt_list(b);
   page->free = NULL;
   page->used = page->capacity;
-  b->link = 0;
+  _ra_block_clear(b);
   return b;
 }
 
@@ -24,14 +24,17 @@ static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
   if (RA_UNLIKELY(!_ra_next_is_sane(b, next))) return pop_corrupted(page, b);
   page->free = next;
   page->used++;
-  b->link = 0;
+  _ra_block_clear(b);
   return b;
 }
 
 /* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
  * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  if (!page->free_is_zero) memset(p, 0, size);
+  if (!page->free_is_zero) {
+    RA_ANN_OPEN(p, size); /* the whole span is still out of bounds to the tools */
+    memset(p, 0, size);
+  }
 }
 
 RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
@@ -55,6 +58,7 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
       errno = ENOMEM;
       return NULL;
     }
+    RA_ANN_ALLOC(p, size, _ra_chunk_of(p)->huge_size, zero);
     if (zero && !is_zero) memset(p, 0, size);
     return p;
   }
@@ -66,6 +70,7 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   }
   void *p = page_pop(page, page->free);
   if (zero) block_zero(page, p, page->block_size);
+  RA_ANN_ALLOC(p, size, page->block_size, zero);
   return p;
 }
 
@@ -74,7 +79,11 @@ void *ra_malloc(size_t size) {
   if (RA_LIKELY(size <= RA_DIRECT_MAX)) {
     ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
     ra_block_t *b = page->free;
-    if (RA_LIKELY(b != NULL)) return page_pop(page, b);
+    if (RA_LIKELY(b != NULL)) {
+      void *p = page_pop(page, b);
+      RA_ANN_ALLOC(p, size, page->block_size, false);
+      return p;
+    }
   }
   return _ra_malloc_generic(heap, size, false);
 }
@@ -92,6 +101,7 @@ void *ra_calloc(size_t count, size_t size) {
     if (RA_LIKELY(b != NULL)) {
       void *p = page_pop(page, b);
       block_zero(page, p, total);
+      RA_ANN_ALLOC(p, total, page->block_size, true);
       return p;
     }
   }
@@ -120,6 +130,14 @@ static void *malloc_aligned(size_t align, size_t size) {
         ra_chunk_t *c = _ra_chunk_of(p);
         _ra_page_set_flag(_ra_page_of(c, p), RA_PAGE_HAS_ALIGNED, true);
       }
+#if RA_ANNOTATE
+      /* The tools see the aligned block the program asked for, not the block around it. */
+      if (a != (uintptr_t)p || n != size) {
+        ra_ann_free_entry(p);
+        ra_ann_close(p, n);
+        ra_ann_alloc((void *)a, size, n - (a - (uintptr_t)p), false);
+      }
+#endif
       return (void *)a;
     }
   }
@@ -130,6 +148,7 @@ static void *malloc_aligned(size_t align, size_t size) {
   bool is_zero;
   void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
   if (p == NULL) errno = ENOMEM;
+  else RA_ANN_ALLOC(p, size, _ra_chunk_of(p)->huge_size, false);
   return p;
 }
 
@@ -154,6 +173,13 @@ int ra_posix_memalign(void **out, size_t alignment, size_t size) {
   return 0;
 }
 
+#if RA_ANNOTATE
+/* Annotated builds: ra_realloc (at the end of this file) wraps the function below, which is
+ * compiled under another name; its body is the same in every build. */
+static void *realloc_unannotated(void *p, size_t size);
+#define ra_realloc realloc_unannotated
+#endif
+
 void *ra_realloc(void *p, size_t size) {
   if (p == NULL) return ra_malloc(size);
   ra_chunk_t *chunk;
@@ -177,3 +203,27 @@ void *ra_realloc(void *p, size_t size) {
   ra_free(p);
   return q;
 }
+
+#if RA_ANNOTATE
+#undef ra_realloc
+/* The tools' view around a realloc: the bytes of the old block past its requested size are opened
+ * first (a moving realloc copies up to the usable size: the copy then carries their "unknown"
+ * state to the new block), and afterwards closed again, or, when the block stayed, the block is
+ * resized for the tools (ASan: unpoisoned to the new size; memcheck: VALGRIND_RESIZEINPLACE_BLOCK).
+ * A moved block was freed and the new one handed out by ra_free and ra_malloc, annotated there. */
+void *ra_realloc(void *p, size_t size) {
+  bool ok = false;
+  size_t usable = p != NULL && size != 0 ? _ra_usable_size_checked(p, &ok) : 0;
+  if (!ok) return realloc_unannotated(p, size); /* NULL, size 0 (free + malloc), or a bad pointer */
+  size_t live = ra_ann_live_size(p, usable);
+  ra_ann_open((uint8_t *)p + live, usable - live);
+  void *q = realloc_unannotated(p, size);
+  if (q == NULL) {
+    ra_ann_close((uint8_t *)p + live, usable - live); /* p untouched */
+  } else if (q == p) {
+    size_t usable_now = _ra_usable_size_checked(p, &ok);
+    ra_ann_resize(p, live, size, usable_now);
+  }
+  return q;
+}
+#endif

@@ -173,6 +173,19 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
   }
 }
 
+#if RA_ANNOTATE
+/* A huge block is about to go back to its arena: out of bounds, except the first slice of each
+ * chunk it covers past its first, where a chunk header may start once the chunks are reused. */
+static void huge_freed(ra_chunk_t *chunk) {
+  uint8_t *b = chunk->huge_block;
+  ra_ann_free_block(b, chunk->huge_size);
+  for (size_t k = 1; k < chunk->chunk_count; k++) {
+    uint8_t *c = (uint8_t *)chunk + k * RA_CHUNK_SIZE;
+    if (c + RA_SLICE_SIZE > b && c < b + chunk->huge_size) ra_ann_metadata(c, RA_SLICE_SIZE);
+  }
+}
+#endif
+
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
  * frees from other threads, blocks that look free already, and pointers that are not blocks. */
 RA_NOINLINE void _ra_free_generic(void *p) {
@@ -181,9 +194,14 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   ra_block_t *block;
   if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
   if (page == NULL) {
+#if RA_ANNOTATE
+    huge_freed(chunk);
+#endif
     _ra_huge_free(chunk);
     return;
   }
+  /* Out of bounds before it goes on any list: another thread may take it from there at once. */
+  RA_ANN_FREE_BLOCK(block, page->block_size);
   ra_heap_t *heap = _ra_heap_current();
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == heap || (owner == NULL && heap != &_ra_heap_empty && _ra_chunk_try_adopt(heap, chunk))) {
@@ -194,6 +212,7 @@ RA_NOINLINE void _ra_free_generic(void *p) {
 }
 
 void ra_free(void *p) {
+  RA_ANN_FREE_ENTRY(p);
   uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
   if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
     if (p != NULL) _ra_free_generic(p);
@@ -211,6 +230,7 @@ void ra_free(void *p) {
                 atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 &&
                 (!RA_CHECKS || q * page->block_size == off) &&
                 !_ra_block_looks_free(b))) {
+    RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
     page->free = b;
     page->free_is_zero = 0;
@@ -236,7 +256,17 @@ size_t _ra_usable_size_checked(const void *p, bool *ok) {
 
 size_t ra_usable_size(const void *p) {
   bool ok;
+#if RA_ANNOTATE
+  /* Asking grants it: the program may use every byte the answer covers (malloc_usable_size). */
+  size_t usable = _ra_usable_size_checked(p, &ok);
+  if (ok && usable > 0) {
+    size_t live = ra_ann_live_size(p, usable);
+    if (live > 0 && live < usable) ra_ann_resize((void *)p, live, usable, usable);
+  }
+  return usable;
+#else
   return _ra_usable_size_checked(p, &ok);
+#endif
 }
 
 bool ra_owns(const void *p) {

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <pthread.h>
 
+#include "annotate.h"
 #include "os.h"
 #include "ramalloc.h"
 
@@ -99,18 +100,24 @@ typedef struct ra_block_s {
 #define RA_CHECKS 1
 #endif
 extern uintptr_t _ra_key;
+/* Every access of the allocator to a free block's memory goes through these (and the link word
+ * accessors of annotate.h), which ASan and memcheck do not check: the block is out of bounds to
+ * the program. */
 static inline ra_block_t *_ra_block_next(const ra_block_t *b) {
-  return (ra_block_t *)(RA_CHECKS ? b->link ^ _ra_key ^ (uintptr_t)b : b->link);
+  uintptr_t link = ra_word_load(&b->link);
+  return (ra_block_t *)(RA_CHECKS ? link ^ _ra_key ^ (uintptr_t)b : link);
 }
 static inline void _ra_block_set_next(ra_block_t *b, const ra_block_t *next) {
-  b->link = RA_CHECKS ? (uintptr_t)next ^ _ra_key ^ (uintptr_t)b : (uintptr_t)next;
+  ra_word_store(&b->link, RA_CHECKS ? (uintptr_t)next ^ _ra_key ^ (uintptr_t)b : (uintptr_t)next);
 }
+/* Clear the link word of a block being handed out. */
+static inline void _ra_block_clear(ra_block_t *b) { ra_word_store(&b->link, 0); }
 /* Could `b` be on a free list (its first word decodes to NULL or to a block of its own chunk)?
  * True for every free block; for a live block only when its first 8 bytes happen to hold such a
  * pattern (the caller then checks the lists). */
 static inline bool _ra_block_looks_free(const ra_block_t *b) {
   if (!RA_CHECKS) return false;
-  uintptr_t d = b->link ^ _ra_key ^ (uintptr_t)b;
+  uintptr_t d = ra_word_load(&b->link) ^ _ra_key ^ (uintptr_t)b;
   return d == 0 || ((d ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0;
 }
 /* The decoded successor of a block taken from a list must be NULL or in the same chunk. */

@@ -59,6 +59,8 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   page->free_is_zero = 0;
   page->committed_slices = 0;
   atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+  /* Nothing in the span is handed out yet: out of bounds to ASan and memcheck until it is. */
+  RA_ANN_CLOSE(_ra_page_start(_ra_chunk_of_desc(page), page), page->slice_count * RA_SLICE_SIZE);
 }
 
 /* Carve more blocks onto the (empty) free list, committing slices as the carved end needs them.

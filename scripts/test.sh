@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: a warnings-as-errors build with every test, the suite again under
-# AddressSanitizer, the threaded tests under ThreadSanitizer, and the Windows build (mingw-w64) with
-# its whole suite run under wine (scripts/test-windows.sh).
+# AddressSanitizer, the valgrind build's programs under memcheck, the threaded tests under
+# ThreadSanitizer, and the Windows build (mingw-w64) with its whole suite run under wine
+# (scripts/test-windows.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${RAMALLOC_TEST_DIR:-$root/build-test}
@@ -24,6 +25,12 @@ cmake -S "$root" -B "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DRAMALLOC_SANITIZE=add
   -DRAMALLOC_WERROR=ON -DRAMALLOC_BENCH=OFF >/dev/null
 cmake --build "$out/asan" -j"$jobs"
 run_ctest "$out/asan" -j"$jobs"
+
+step "valgrind build (memcheck client requests), its programs under memcheck"
+cmake -S "$root" -B "$out/valgrind" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_VALGRIND=ON \
+  -DRAMALLOC_WERROR=ON -DRAMALLOC_BENCH=OFF >/dev/null
+cmake --build "$out/valgrind" -j"$jobs" --target valgrind_annotate
+run_ctest "$out/valgrind" -L valgrind -j"$jobs"
 
 step "libFuzzer (clang), 60 seconds from the seed corpus"
 CC=clang CXX=clang++ cmake -S "$root" -B "$out/fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_FUZZ=ON \
