@@ -73,6 +73,11 @@ int _ra_mem_decommit(void *addr, size_t size) {
   return err;
 }
 
+int _ra_mem_protect(void *addr, size_t size, ra_prot_t prot) {
+  counter_add(&_ra_counters.protect_calls, 1);
+  return _ra_os_protect(addr, size, prot);
+}
+
 int _ra_mem_reset(void *addr, size_t size) {
   counter_add(&_ra_counters.reset_calls, 1);
   return _ra_os_reset(addr, size);

@@ -239,6 +239,10 @@ ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
 void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64_t free_since) {
   size_t idx = (size_t)(page - c->pages), n = page->slice_count;
   uint64_t m = slice_mask(idx, n);
+  if (page->guarded) {
+    size_t os_page = _ra_os_info()->page_size;
+    _ra_mem_protect((uint8_t *)c + (idx + n) * RA_SLICE_SIZE - os_page, os_page, RA_PROT_READWRITE);
+  }
   chunk_reset_descriptors(c, idx, n);
   if (c->free_count == 0) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
@@ -422,6 +426,15 @@ static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off
   return RA_OS_OK;
 }
 
+/* RAMALLOC_GUARD_PAGES: bytes of the inaccessible page after a huge block that must be protected
+ * (overcommit mode), or 0. In protect mode, and on Windows, the page after the block is never
+ * committed (guard runs do not reuse memory, and do not resize in place), so it faults already;
+ * only its room in the run is needed. */
+static size_t huge_guard_size(void) {
+  if (!_ra_guard_pages || _ra_os_commit_mode() != RA_COMMIT_OVERCOMMIT) return 0;
+  return _ra_os_info()->page_size;
+}
+
 /* A block of `size` bytes (> RA_LARGE_MAX) in a run of chunks of its own, aligned to `align`
  * (a power of two). The block starts at slice 1, or at `align` from the chunk start when that is
  * larger; for align >= RA_CHUNK_SIZE it starts exactly one chunk in, where (p - 1) & ~MASK still
@@ -431,12 +444,13 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   size_t off = align <= RA_SLICE_SIZE ? RA_SLICE_SIZE : align < RA_CHUNK_SIZE ? align : RA_CHUNK_SIZE;
   size_t usable = _ra_align_up(size, page);
   if (usable < size || usable > ((size_t)1 << (RA_ADDR_BITS - 1))) return NULL;
-  size_t count = (off + usable + RA_CHUNK_SIZE - 1) / RA_CHUNK_SIZE;
+  size_t guard = huge_guard_size();
+  size_t count = (off + usable + (_ra_guard_pages ? page : 0) + RA_CHUNK_SIZE - 1) / RA_CHUNK_SIZE;
   ra_arena_t *arena;
   size_t index;
   bool was_committed;
   uint64_t had[HUGE_REUSE_MAX / 64];
-  bool reuse = count <= HUGE_REUSE_MAX;
+  bool reuse = count <= HUGE_REUSE_MAX && !_ra_guard_pages;
   ra_chunk_t *c = _ra_arena_chunk_alloc(count, align >= RA_CHUNK_SIZE ? align : 0, true, reuse ? had : NULL,
                                         &arena, &index, &was_committed);
   if (c == NULL) return NULL;
@@ -451,6 +465,10 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   } else {
     err = _ra_mem_commit(c, RA_SLICE_SIZE);
     if (err == RA_OS_OK && (err = _ra_mem_commit(block, usable)) != RA_OS_OK) _ra_mem_decommit(c, RA_SLICE_SIZE);
+  }
+  if (err == RA_OS_OK && guard > 0 && (err = _ra_mem_protect(block + usable, guard, RA_PROT_NONE)) != RA_OS_OK) {
+    _ra_mem_decommit(c, RA_SLICE_SIZE);
+    _ra_mem_decommit(block, usable);
   }
   if (err != RA_OS_OK) {
     _ra_arena_chunk_free(arena, index, count, true, 0);
@@ -489,7 +507,9 @@ void _ra_huge_free(ra_chunk_t *c) {
   _ra_lock(&arena->lock);
   _ra_arena_chunk_unpublish(c);
   _ra_unlock(&arena->lock);
-  if (_ra_option(RA_OPT_PURGE_DELAY_MS) == 0 || count > HUGE_REUSE_MAX) {
+  if (_ra_option(RA_OPT_PURGE_DELAY_MS) == 0 || count > HUGE_REUSE_MAX || _ra_guard_pages) {
+    size_t guard = huge_guard_size();
+    if (guard > 0) _ra_mem_protect(block + c->huge_size, guard, RA_PROT_READWRITE);
     if (off == RA_SLICE_SIZE) {
       _ra_mem_decommit(c, RA_SLICE_SIZE + committed);
     } else {
@@ -519,6 +539,7 @@ void _ra_huge_free(ra_chunk_t *c) {
  * more than a quarter. False when the run is too small. */
 bool _ra_huge_resize(ra_chunk_t *c, size_t size) {
   const size_t page = _ra_os_info()->page_size;
+  if (_ra_guard_pages) return false; /* the guard page would have to move: realloc moves the block */
   size_t room = c->chunk_count * RA_CHUNK_SIZE - (size_t)(c->huge_block - (uint8_t *)c);
   size_t usable = _ra_align_up(size, page);
   if (usable < size || usable > room) return false;

@@ -166,7 +166,7 @@ typedef struct ra_page_s {
   uint8_t free_is_zero;        /* blocks in `free` read as zero past their link word */
   uint8_t fresh;               /* no page used the span since it was last decommitted */
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
-  uint8_t _pad;
+  uint8_t guarded;             /* the span's last OS page is made inaccessible (RAMALLOC_GUARD_PAGES) */
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
   uint32_t div_magic;          /* ceil(2^32 / block_size): off / block_size == (off * div_magic) >> 32
                                   for any offset inside the head slice (free checks alignment) */
@@ -312,6 +312,7 @@ typedef enum ra_option_e {
   RA_OPT_SHOW_STATS,     /* print the statistics at exit */
   RA_OPT_DUMP_LAYOUT,    /* string (_ra_option_str): layout dump file, written at exit */
   RA_OPT_DUMP_SIGNAL,    /* signal number asking for a layout dump while running; 0: none */
+  RA_OPT_GUARD_PAGES,    /* an inaccessible OS page after every page and huge block */
   RA_OPT_COUNT
 } ra_option_t;
 
@@ -362,6 +363,7 @@ extern _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
 int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
+int _ra_mem_protect(void *addr, size_t size, ra_prot_t prot);
 void _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
 ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
@@ -447,6 +449,7 @@ void _ra_thread_atfork(void (*prepare)(void), void (*release)(void));
 /* heap.c: thread heaps, process initialisation, thread exit */
 extern ra_heap_t _ra_heap_empty;
 extern bool _ra_commit_whole_chunks; /* set once at initialisation */
+extern bool _ra_guard_pages;         /* RAMALLOC_GUARD_PAGES, set once at initialisation */
 ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 void _ra_init(void);

@@ -44,6 +44,9 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
                           "write the layout as JSON to this file at exit (%p: the process id)"},
   [RA_OPT_DUMP_SIGNAL] = {"DUMP_SIGNAL", OPT_SIGNAL, 0, NULL,
                           "on this signal (e.g. SIGUSR2) write a numbered layout dump while running"},
+  [RA_OPT_GUARD_PAGES] = {"GUARD_PAGES", OPT_BOOL, 0, NULL,
+                          "put an inaccessible OS page at the end of every page and after every huge "
+                          "block, so that running off the end faults (costs memory and mappings)"},
 };
 
 static long long opt_value[RA_OPT_COUNT];

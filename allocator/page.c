@@ -33,7 +33,24 @@ static size_t class_slices(size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
   if (bs <= RA_SMALL_MAX) return 1;
   if (bs <= RA_MEDIUM_MAX) return RA_MEDIUM_SLICES;
+  if (_ra_guard_pages) bs += _ra_os_info()->page_size; /* room for the guard after the block */
   return (bs + RA_SLICE_SIZE - 1) / RA_SLICE_SIZE;
+}
+
+/* RAMALLOC_GUARD_PAGES: commit the whole span and make its last OS page inaccessible, so that
+ * running off the end of the page's last block faults. The span's reserved blocks stop before it
+ * (_ra_page_init). Undone by _ra_chunk_span_free. */
+static int page_guard(ra_page_t *page) {
+  ra_chunk_t *c = _ra_chunk_of_desc(page);
+  size_t head = (size_t)(page - c->pages);
+  int err = _ra_chunk_commit_slices(c, head, page->slice_count);
+  if (err != RA_OS_OK) return err;
+  page->committed_slices = page->slice_count;
+  size_t os_page = _ra_os_info()->page_size;
+  uint8_t *guard = _ra_page_start(c, page) + (size_t)page->slice_count * RA_SLICE_SIZE - os_page;
+  err = _ra_mem_protect(guard, os_page, RA_PROT_NONE);
+  if (err == RA_OS_OK) page->guarded = 1;
+  return err;
 }
 
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on) {
@@ -51,7 +68,9 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   page->block_size = (uint32_t)bs;
   page->div_magic = (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs);
   page->class_idx = (uint8_t)class_idx;
-  page->reserved = (uint32_t)((page->slice_count * RA_SLICE_SIZE) / bs);
+  size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
+  if (_ra_guard_pages) span -= _ra_os_info()->page_size; /* the guard page (page_guard) */
+  page->reserved = (uint32_t)(span / bs);
   page->capacity = 0;
   page->used = 0;
   page->free = NULL;
@@ -255,7 +274,7 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
   page = _ra_chunk_span_alloc(heap, class_slices(class_idx));
   if (page == NULL) return NULL;
   _ra_page_init(heap, page, class_idx);
-  if (_ra_page_extend(page) != 0) {
+  if ((_ra_guard_pages && page_guard(page) != 0) || _ra_page_extend(page) != 0) {
     _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, _ra_now_ms());
     return NULL;
   }

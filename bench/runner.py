@@ -187,9 +187,27 @@ def package_version(path):
         return ""
 
 
+def variant_env(name):
+    """ramalloc with options, named ramalloc+OPTION=VALUE[+OPTION=VALUE...]: the environment it
+    runs with (RAMALLOC_OPTION=VALUE each); {} for every other name."""
+    if not name.startswith("ramalloc+"):
+        return {}
+    env = {}
+    for part in name.split("+")[1:]:
+        key, sep, value = part.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z_]+", key):
+            raise ValueError(part)
+        env["RAMALLOC_" + key] = value
+    return env
+
+
 def resolve_allocators(wanted, ramalloc_lib):
     """[(name, preload path or None, description)] for the allocators that are present."""
     found = []
+    for name in [w for w in wanted if w.startswith("ramalloc+")]:
+        if ramalloc_lib and Path(ramalloc_lib).exists():
+            opts = " ".join(f"{k}={v}" for k, v in variant_env(name).items())
+            found.append((name, Path(ramalloc_lib), f"this tree, with {opts}"))
     for name, libs, pkg in ALLOCATORS:
         if name not in wanted:
             continue
@@ -227,7 +245,7 @@ def parse_kv(text):
     return out
 
 
-def run_measured(launcher, cmd, preload, timeout):
+def run_measured(launcher, cmd, preload, timeout, extra_env=None):
     """Run cmd through bench-exec. Returns a dict with wall_s, maxrss_kib, status, ok, stdout, stderr."""
     with tempfile.TemporaryDirectory(prefix="ra-bench-") as tmp:
         report = Path(tmp) / "report"
@@ -238,6 +256,7 @@ def run_measured(launcher, cmd, preload, timeout):
         full += ["--"] + [str(c) for c in cmd]
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
+        env.update(extra_env or {})
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(full, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
             _, status, _ = os.wait4(proc.pid, 0)
@@ -472,7 +491,8 @@ def main():
     g.add_argument("--tiny", dest="mode", action="store_const", const="tiny",
                    help="smoke test: tiny sizes, 1 repetition")
     ap.add_argument("--allocators", default=",".join(ALLOCATOR_NAMES),
-                    help=f"comma-separated, from {','.join(ALLOCATOR_NAMES)} (default: all installed)")
+                    help=f"comma-separated, from {','.join(ALLOCATOR_NAMES)} (default: all installed); "
+                         "ramalloc+OPTION=VALUE[+...] runs ramalloc with RAMALLOC_OPTION=VALUE")
     ap.add_argument("--workloads", default=",".join(WORKLOAD_NAMES),
                     help="comma-separated workload names (default: all)")
     ap.add_argument("--reps", type=int, help="repetitions (default: 1 tiny, 3 quick, 5 full)")
@@ -500,8 +520,13 @@ def main():
     threads = args.threads or max(2, cpus)
     wanted = [a.strip() for a in args.allocators.split(",") if a.strip()]
     for a in wanted:
-        if a not in ALLOCATOR_NAMES:
-            ap.error(f"unknown allocator {a!r}; known: {', '.join(ALLOCATOR_NAMES)}")
+        try:
+            variant_env(a)
+        except ValueError as e:
+            ap.error(f"allocator {a!r}: {e} is not OPTION=VALUE (e.g. ramalloc+GUARD_PAGES=1)")
+        if a not in ALLOCATOR_NAMES and not a.startswith("ramalloc+"):
+            ap.error(f"unknown allocator {a!r}; known: {', '.join(ALLOCATOR_NAMES)}, "
+                     "or ramalloc+OPTION=VALUE for ramalloc with RAMALLOC_OPTION=VALUE")
     wl_wanted = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for w in wl_wanted:
         if w not in WORKLOAD_NAMES:
@@ -559,7 +584,7 @@ def main():
         for wname, prog, takes_threads, _ in workloads:
             cmd = [bindir / prog, cfg["scale"]] + (["-t", str(threads)] if takes_threads else [])
             for name, path, _ in order:
-                r = run_measured(launcher, cmd, path, timeout)
+                r = run_measured(launcher, cmd, path, timeout, variant_env(name))
                 done += 1
                 summary = next((l for l in r["stdout"].splitlines() if l.startswith(wname + ":")), "")
                 rec = {"rep": rep, "wall_s": r.get("wall_s"), "maxrss_kib": r.get("maxrss_kib"),
@@ -584,7 +609,7 @@ def main():
             if micro_filter:
                 cmd.append(f"--benchmark_filter={micro_filter}")
             for name, path, _ in order:
-                r = run_measured(launcher, cmd, path, timeout)
+                r = run_measured(launcher, cmd, path, timeout, variant_env(name))
                 done += 1
                 st = short_status(r)
                 count = 0
