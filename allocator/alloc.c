@@ -46,8 +46,8 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
     }
   }
   _ra_heap_collect_delayed(heap);
-  _ra_purge_maybe(heap);
   if (RA_UNLIKELY(size > RA_LARGE_MAX)) {
+    _ra_purge_maybe(heap);
     if (size > PTRDIFF_MAX) {
       errno = ENOMEM;
       return NULL;
@@ -63,10 +63,16 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
     return p;
   }
   size_t cls = _ra_size_class(size);
-  ra_page_t *page = _ra_page_find_free(heap, cls);
-  if (RA_UNLIKELY(page == NULL)) {
-    errno = ENOMEM;
-    return NULL;
+  ra_page_t *page = heap->queues[cls].first;
+  /* Sizes past the direct table come here every time: a block at hand is taken without reading
+   * the clock; the purge check runs when pages must be found or made, and every 64th call. */
+  if (page == NULL || page->free == NULL || (++heap->slow_calls & 63) == 0) {
+    _ra_purge_maybe(heap);
+    page = _ra_page_find_free(heap, cls);
+    if (RA_UNLIKELY(page == NULL)) {
+      errno = ENOMEM;
+      return NULL;
+    }
   }
   void *p = page_pop(page, page->free);
   if (zero) block_zero(page, p, page->block_size);

@@ -134,6 +134,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   ra_chunk_t *c = _ra_arena_chunk_alloc(1, 0, false, NULL, &arena, &index, &was_committed);
   if (c == NULL) return NULL;
   uint64_t committed = 1, dirty = 0;
+  if (!was_committed) _ra_purge_pressure();
   if (was_committed) {
     committed = c->committed | 1; /* the old header still says which slices hold memory */
     dirty = c->dirty;
@@ -215,6 +216,7 @@ ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
     size_t idx = warm != 0 ? find_run(warm, slices) : 0;
     if (idx != 0) return span_take(heap, c, idx, slices);
   }
+  _ra_purge_pressure(); /* no warm run: the span will need fresh memory */
   for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next) {
     if (c->free_count < slices) continue;
     size_t idx = find_run(c->free_slices, slices);
@@ -378,6 +380,7 @@ static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off
     if (have & ~need) _ra_chunk_decommit_slices((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), have & ~need);
     if (have & need & (j == 0 ? ~1ULL : ~0ULL)) zero = false;
   }
+  _ra_purge_pressure(); /* fresh pages are coming (this run's slots are ours: no purge touches them) */
   /* Commit the missing pieces, merged across slices and slots. Slice 0 of every slot past the
    * first is block memory, so a slot's header is read (slot_have) before any of it changes. */
   size_t total = count * RA_SLICES, g = 0, fail_at = total;

@@ -294,8 +294,10 @@ struct ra_heap_s {
   ra_heap_t *next_all, *prev_all;          /* every live heap (heap lock) */
   ra_heap_t *next_pool;                    /* free heap structs (heap lock) */
   uint32_t generation;                     /* bumped each time the struct is reused */
+  uint32_t slow_calls;                     /* generic mallocs served from a page at hand */
   uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
+  uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
 };
 
 /* ---- Options ------------------------------------------------------------------------------------- */
@@ -457,6 +459,7 @@ void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 
 /* purge.c: giving free memory back after a delay */
 void _ra_purge_maybe(ra_heap_t *heap);
+void _ra_purge_pressure(void);
 void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool force);
 bool _ra_purge_reset_only(void);
 void _ra_purge_thread_start(void);

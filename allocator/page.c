@@ -242,7 +242,10 @@ void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   ra_page_queue_t *q = &heap->queues[page->class_idx];
   if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
       _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
-    page->retire_ms = _ra_ms32(_ra_now_ms()); /* kept: the purge gives it back after the delay */
+    /* Kept: the purge gives it back after the delay. Its time is the heap's last clock reading
+     * (at most the true time, so it never waits longer): a malloc/free pair that empties the page
+     * every time must not read the clock. */
+    page->retire_ms = heap->clock_ms32 != 0 ? heap->clock_ms32 : _ra_ms32(_ra_now_ms());
     return;
   }
   _ra_page_free(heap, page);

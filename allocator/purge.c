@@ -46,6 +46,7 @@ void _ra_purge_maybe(ra_heap_t *heap) {
   long long delay = purge_delay();
   if (delay < 0) return;
   uint64_t now = _ra_now_ms();
+  heap->clock_ms32 = _ra_ms32(now);
   if (now >= heap->next_page_purge_ms) {
     heap->next_page_purge_ms = now + pass_interval((uint64_t)delay);
     _ra_purge_heap_pages(heap, now, (uint64_t)delay, false);
@@ -56,6 +57,24 @@ void _ra_purge_maybe(ra_heap_t *heap) {
                                                memory_order_relaxed, memory_order_relaxed))
     return; /* another thread runs this pass */
   _ra_arena_purge(now, (uint64_t)delay, false);
+}
+
+/* Called when fresh memory is about to be committed (a new chunk, a huge run, a span of slices no
+ * page used lately): free memory that has already waited a quarter of the delay is not being
+ * reused, so it goes back now rather than sit beside the new memory until the full delay. At most
+ * one such pass per eighth of the delay (one global timestamp, like _ra_purge_maybe). */
+static _Atomic(uint64_t) next_pressure_ms;
+
+void _ra_purge_pressure(void) {
+  long long delay = purge_delay();
+  if (delay < 8) return; /* short delays purge soon enough; -1 never purges */
+  uint64_t now = _ra_now_ms();
+  uint64_t next = atomic_load_explicit(&next_pressure_ms, memory_order_relaxed);
+  if (now < next) return;
+  if (!atomic_compare_exchange_strong_explicit(&next_pressure_ms, &next, now + (uint64_t)delay / 8,
+                                               memory_order_relaxed, memory_order_relaxed))
+    return;
+  _ra_arena_purge(now, (uint64_t)delay / 4, false);
 }
 
 void ra_collect(bool force) {
