@@ -374,13 +374,14 @@ static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off
                     bool *is_zero) {
   uint8_t *base = (uint8_t *)c;
   size_t lo = off, hi = off + usable;
-  bool zero = true;
+  bool zero = true, fresh = false;
   for (size_t j = 0; j < count; j++) {
     uint64_t have = slot_have(c, had, j), need = slot_need(j, lo, hi);
     if (have & ~need) _ra_chunk_decommit_slices((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), have & ~need);
     if (have & need & (j == 0 ? ~1ULL : ~0ULL)) zero = false;
+    if (need & ~have) fresh = true;
   }
-  _ra_purge_pressure(); /* fresh pages are coming (this run's slots are ours: no purge touches them) */
+  if (fresh) _ra_purge_pressure(); /* fresh pages are coming (this run's slots are ours: no purge touches them) */
   /* Commit the missing pieces, merged across slices and slots. Slice 0 of every slot past the
    * first is block memory, so a slot's header is read (slot_have) before any of it changes. */
   size_t total = count * RA_SLICES, g = 0, fail_at = total;
@@ -528,7 +529,7 @@ void _ra_huge_free(ra_chunk_t *c) {
   if (end > whole) _ra_mem_decommit(base + whole, end - whole);
   size_t kept = 0;
   for (size_t j = 0; j < count; j++) {
-    uint64_t m = slot_need(j, off, whole) | (j == 0 ? 1 : 0);
+    uint64_t m = slot_need(j, off, whole); /* slot 0 always holds its header slice */
     if (!(m & 1)) break; /* the committed range is contiguous: no later slot holds any */
     ra_chunk_t *cj = (ra_chunk_t *)(base + j * RA_CHUNK_SIZE);
     cj->committed = m;

@@ -740,21 +740,6 @@ typedef struct run_s {
   int status;
 } run_t;
 
-static size_t read_all(int fd, char *dst, size_t cap) {
-  size_t len = 0;
-  for (;;) {
-    char sink[4096];
-    char *to = len < cap - 1 ? dst + len : sink;
-    size_t room = len < cap - 1 ? cap - 1 - len : sizeof sink;
-    ssize_t n = read(fd, to, room);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (to != sink) len += (size_t)n;
-  }
-  dst[len] = 0;
-  return len;
-}
-
 /* Run `exe --child name` with the environment minus RAMALLOC_ON_ERROR and LD_PRELOAD, plus `extra`
  * (NULL-terminated NAME=value list). Both output streams are read at once (poll-free: stdout is
  * small and written first, so reading stdout to EOF and then stderr cannot block the child for

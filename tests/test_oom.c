@@ -471,21 +471,6 @@ typedef struct run_s {
 
 static run_t run;
 
-static size_t read_all(int fd, char *dst, size_t cap) {
-  size_t len = 0;
-  for (;;) {
-    char sink[4096];
-    char *to = len < cap - 1 ? dst + len : sink;
-    size_t room = len < cap - 1 ? cap - 1 - len : sizeof sink;
-    ssize_t n = read(fd, to, room);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (to != sink) len += (size_t)n;
-  }
-  dst[len] = 0;
-  return len;
-}
-
 /* Run a scenario with the environment minus RAMALLOC_* plus `extra`; stderr goes to a temporary
  * file (so a chatty child cannot block on a full pipe while stdout is read). */
 static void run_child_env(const char *name, const char *const *extra, bool verbose) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_child.h"
 #include "test_common.h"
 #include "ramalloc.h"
 
@@ -41,24 +42,6 @@ typedef struct run_s {
 } run_t;
 
 static run_t run;
-
-static size_t read_all(int fd, char *dst, size_t cap) {
-  size_t len = 0;
-  for (;;) {
-    ssize_t n = read(fd, dst + len, cap - 1 - len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    len += (size_t)n;
-    if (len == cap - 1) {
-      char sink[4096]; /* keep draining so the child never blocks */
-      while ((n = read(fd, sink, sizeof sink)) > 0 || (n < 0 && errno == EINTR)) {
-      }
-      break;
-    }
-  }
-  dst[len] = 0;
-  return len;
-}
 
 /* Run this program as a child with the parent's environment minus any RAMALLOC_* variable, plus
  * `extra` (NULL-terminated list of NAME=value). */
