@@ -70,8 +70,10 @@ static int locate(const void *p, located_t *out) {
   }
   ra_block_t *block = (flags & RA_PAGE_HAS_ALIGNED) ? _ra_block_start(chunk, page, p) : (ra_block_t *)p;
   size_t off = (size_t)((uint8_t *)block - _ra_page_start(chunk, page));
-  /* `reserved` is fixed for the page's life, so other threads may read it (capacity is not). */
+  /* `reserved` is fixed for the page's life; past `capacity`, nothing was carved, so nothing was
+   * ever handed out there. */
   if (off / page->block_size >= page->reserved) return RA_MISUSE_FOREIGN;
+  if (off / page->block_size >= _ra_page_capacity(page)) return RA_MISUSE_FOREIGN;
   if (off % page->block_size != 0) return RA_MISUSE_INTERIOR;
   out->page = page;
   out->block = block;
@@ -135,6 +137,8 @@ bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t
 
 /* Owner's free, off the fast path: full pages come back to their queue, empty ones retire. */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
+  ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
+                     page->capacity);
   _ra_block_set_next(block, page->free);
   page->free = block;
   page->free_is_zero = 0;
@@ -223,12 +227,13 @@ void ra_free(void *p) {
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
   ra_block_t *b = p;
-  /* Offset in the head slice, and whether it is a whole number of blocks (no interior pointer). */
+  /* Offset in the head slice, and whether it is a whole number of blocks (no interior pointer) of
+   * the part the page has carved (a block past it was never handed out). */
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
   uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
                 atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 &&
-                (!RA_CHECKS || q * page->block_size == off) &&
+                q < _ra_page_capacity(page) && (!RA_CHECKS || q * page->block_size == off) &&
                 !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);

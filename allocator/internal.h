@@ -157,7 +157,7 @@ typedef struct ra_page_s {
   uint32_t used;               /* blocks handed out, see invariant */
   uint32_t block_size;         /* bytes per block (huge: 0) */
   _Atomic(uintptr_t) xfree;    /* blocks freed by other threads | ra_delay_t in the low bits */
-  uint32_t capacity;           /* blocks carved so far */
+  uint32_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
   uint32_t reserved;           /* blocks that fit in the span */
   _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */
   uint8_t class_idx;           /* size class, RA_CLASS_HUGE for huge */
@@ -174,6 +174,16 @@ typedef struct ra_page_s {
 } ra_page_t;
 
 _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
+
+/* Blocks at or past `capacity` were never carved, so never handed out: free() refuses them. Other
+ * threads read it for that check; a thread holding a block of the page learnt of the block after
+ * the owner carved it, so it reads a capacity that covers it. Relaxed atomics, plain moves on x86. */
+static inline uint32_t _ra_page_capacity(const ra_page_t *page) {
+  return __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
+}
+static inline void _ra_page_set_capacity(ra_page_t *page, uint32_t capacity) {
+  __atomic_store_n(&page->capacity, capacity, __ATOMIC_RELAXED);
+}
 
 /* ---- Chunks -------------------------------------------------------------------------------------- */
 

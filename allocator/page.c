@@ -71,7 +71,7 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
   if (_ra_guard_pages) span -= _ra_os_info()->page_size; /* the guard page (page_guard) */
   page->reserved = (uint32_t)(span / bs);
-  page->capacity = 0;
+  _ra_page_set_capacity(page, 0);
   page->used = 0;
   page->free = NULL;
   atomic_store_explicit(&page->xfree, RA_DELAY_NONE, memory_order_relaxed);
@@ -108,7 +108,7 @@ int _ra_page_extend(ra_page_t *page) {
   }
   _ra_block_set_next(b, NULL);
   page->free = (ra_block_t *)start;
-  page->capacity += (uint32_t)n;
+  _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
   page->free_is_zero = page->fresh;
   return 0;
 }
