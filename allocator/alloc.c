@@ -45,6 +45,7 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
       return NULL;
     }
   }
+  _ra_purge_start_wanted(); /* a safe point: nothing is held, nothing half-done */
   _ra_heap_collect_delayed(heap);
   if (RA_UNLIKELY(size > RA_LARGE_MAX)) {
     _ra_purge_maybe(heap);

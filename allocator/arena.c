@@ -321,18 +321,25 @@ static void slot_purge(ra_arena_t *a, size_t i) {
 
 /* One purge pass over every arena: free chunks that have waited `delay` ms (all with force) go
  * back whole, and so do the free slices of chunks in use. Arenas and chunks that are busy are
- * skipped (unless force), so no thread ever waits here for another's allocation. */
-void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
+ * skipped (unless force), so no thread ever waits here for another's allocation. Returns true when
+ * free memory is left for a later pass (not old enough yet, or skipped as busy). */
+bool _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
+  bool left = false;
   size_t n = _ra_arena_count();
   for (size_t k = 0; k < n; k++) {
     ra_arena_t *a = _ra_arena_at(k);
-    if (force) _ra_lock(&a->lock);
-    else if (!_ra_trylock(&a->lock)) continue;
+    if (force) {
+      _ra_lock(&a->lock);
+    } else if (!_ra_trylock(&a->lock)) {
+      left = true;
+      continue;
+    }
     size_t words = (a->chunk_slots + 63) / 64;
     for (size_t w = 0; w < words; w++) {
       for (uint64_t m = a->purgeable[w]; m != 0; m &= m - 1) {
         size_t i = w * 64 + (size_t)__builtin_ctzll(m);
         if (force || now - a->free_ms[i] >= delay) slot_purge(a, i);
+        else left = true;
       }
       for (uint64_t m = a->in_use[w] & ~(w == 0 ? 1ULL : 0); m != 0; m &= m - 1) {
         size_t i = w * 64 + (size_t)__builtin_ctzll(m);
@@ -340,14 +347,20 @@ void _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
         ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
         if (!_ra_chunk_map_has((uintptr_t)c) || c->kind != RA_CHUNK_PAGES) continue;
         if (atomic_load_explicit(&c->purge_slices, memory_order_relaxed) == 0) continue;
-        if (force) _ra_chunk_lock(c);
-        else if (!_ra_chunk_trylock(c)) continue;
+        if (force) {
+          _ra_chunk_lock(c);
+        } else if (!_ra_chunk_trylock(c)) {
+          left = true;
+          continue;
+        }
         _ra_chunk_purge_slices(c, now, delay, force);
+        if (atomic_load_explicit(&c->purge_slices, memory_order_relaxed) != 0) left = true;
         _ra_chunk_unlock(c);
       }
     }
     _ra_unlock(&a->lock);
   }
+  return left;
 }
 
 /* A chunk run goes back to its arena. Page chunks stay committed (purgeable: their header keeps
@@ -360,10 +373,10 @@ void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitte
 /* A run goes back with its first `kept` slots committed (each with a chunk header whose bitmaps say
  * which of its slices are), the rest decommitted: the committed ones wait for a purge. */
 void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint64_t free_ms) {
-  chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
   uint64_t now = free_ms;
   bool purge_now = _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
   _ra_lock(&a->lock);
+  chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
   for (size_t j = 0; j < count; j++) {
     bit_clear(a->in_use, i + j);
     if (j >= kept) {
@@ -377,16 +390,18 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
   }
   a->chunks_in_use -= count;
   _ra_unlock(&a->lock);
+  if (kept > 0 && !purge_now) _ra_purge_notify();
 }
 
 /* Called by chunk.c once a run's header is ready: mark its first slot committed and make the
- * chunk visible to free(). */
+ * chunk visible to free(). The chunk-map bit changes under the arena lock, so whoever holds it
+ * (fork, a walk) sees exactly the published chunks, each with its header committed. */
 void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
   ra_arena_t *a = chunk->arena;
   _ra_lock(&a->lock);
   bit_set(a->committed, chunk->index);
-  _ra_unlock(&a->lock);
   chunk_map_set((uintptr_t)chunk, true);
+  _ra_unlock(&a->lock);
 }
 
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, false); }

@@ -169,9 +169,10 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
 }
 
 /* The chunk's last page is gone: it goes back to its arena, free since the latest time any of its
- * slices still waiting for a purge became free. */
+ * slices still waiting for a purge became free. heap is NULL for a chunk on no heap's lists (an
+ * abandoned chunk being swept). */
 static void chunk_release(ra_heap_t *heap, ra_chunk_t *c, uint64_t free_ms) {
-  _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
+  if (heap != NULL) _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
   atomic_store_explicit(&c->heap, NULL, memory_order_relaxed);
   _ra_arena_chunk_free(c->arena, c->index, 1, false, free_ms);
 }
@@ -234,10 +235,10 @@ ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
   return span_take(heap, c, find_run(c->free_slices, slices), slices);
 }
 
-/* Give a page's slices back to its chunk; the last page of a chunk gives the chunk back to its
- * arena (still committed: it is purgeable from then on). */
 /* Give a page's slices back to its chunk; they have been free since `free_since` (a kept empty
- * page's retire time, or now). The last page of a chunk gives the chunk back to its arena. */
+ * page's retire time, or now). The last page of a chunk gives the chunk back to its arena (still
+ * committed: it is purgeable from then on). heap is the owner, or NULL for a chunk on no heap's
+ * lists (an abandoned chunk being swept). */
 void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64_t free_since) {
   size_t idx = (size_t)(page - c->pages), n = page->slice_count;
   uint64_t m = slice_mask(idx, n);
@@ -245,27 +246,31 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
     size_t os_page = _ra_os_info()->page_size;
     _ra_mem_protect((uint8_t *)c + (idx + n) * RA_SLICE_SIZE - os_page, os_page, RA_PROT_READWRITE);
   }
+  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
+  uint64_t now = _ra_now_ms();
+  /* Under the chunk lock: a walk (inspect.c) reads the chunk holding it, and a chunk being swept
+   * (heap NULL) changes while no thread owns it. */
+  _ra_chunk_lock(c);
   chunk_reset_descriptors(c, idx, n);
-  if (c->free_count == 0) {
+  if (c->free_count == 0 && heap != NULL) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
     _ra_chunk_list_push(&heap->chunks, c);
   }
   c->free_slices |= m;
   c->free_count += (uint32_t)n;
   c->pages_in_use--;
-  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
-  uint64_t now = _ra_now_ms();
-  _ra_chunk_lock(c);
   for (size_t i = idx; i < idx + n; i++) c->slice_free_ms[i] = free_since;
   atomic_fetch_or_explicit(&c->purge_slices, m & c->committed, memory_order_relaxed);
   if (delay >= 0) _ra_chunk_purge_slices(c, now, (uint64_t)delay, false); /* those that aged */
   uint64_t latest = free_since;
-  for (uint64_t w = atomic_load_explicit(&c->purge_slices, memory_order_relaxed); w != 0; w &= w - 1) {
+  uint64_t waiting = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
+  for (uint64_t w = waiting; w != 0; w &= w - 1) {
     uint64_t t = c->slice_free_ms[__builtin_ctzll(w)];
     if (t > latest) latest = t;
   }
   _ra_chunk_unlock(c);
   if (c->pages_in_use == 0) chunk_release(heap, c, latest);
+  else if (waiting != 0) _ra_purge_notify();
 }
 
 /* ---- Abandon and adopt ---------------------------------------------------------------------------- */
@@ -281,6 +286,7 @@ void _ra_chunk_abandon(ra_chunk_t *c) {
   abandoned = c;
   atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
   _ra_unlock(&abandoned_lock);
+  _ra_purge_notify(); /* other threads' frees into it are collected by a sweep */
 }
 
 static void abandoned_unlink(ra_chunk_t *c) {
@@ -304,14 +310,97 @@ ra_chunk_t *_ra_chunk_pop_abandoned(void) {
 void _ra_chunk_fork_prepare(void) { _ra_lock(&abandoned_lock); }
 void _ra_chunk_fork_release(void) { _ra_unlock(&abandoned_lock); }
 
-/* A thread freeing into an abandoned chunk takes it over, so the memory is reused at once. */
-bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *c) {
+/* Call fn on every published page chunk. The caller holds every arena lock (fork), so the set of
+ * published chunks cannot change and each one's header is committed. */
+static void page_chunks_foreach(void (*fn)(ra_chunk_t *c)) {
+  size_t n = _ra_arena_count();
+  for (size_t k = 0; k < n; k++) {
+    ra_arena_t *a = _ra_arena_at(k);
+    size_t words = (a->chunk_slots + 63) / 64;
+    for (size_t w = 0; w < words; w++) {
+      for (uint64_t m = a->in_use[w] & (w == 0 ? ~1ULL : ~0ULL); m != 0; m &= m - 1) {
+        size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+        if (i >= a->chunk_slots) break;
+        ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
+        if (_ra_chunk_map_has((uintptr_t)c) && c->kind == RA_CHUNK_PAGES) fn(c);
+      }
+    }
+  }
+}
+
+static void chunk_fork_lock(ra_chunk_t *c) { _ra_chunk_lock(c); }
+static void chunk_fork_unlock(ra_chunk_t *c) { _ra_chunk_unlock(c); }
+
+/* A thread that was in the middle of a delayed free (free_remote: RA_DELAY_FREEING) when another
+ * thread forked does not exist in the child: the page goes back to RA_DELAY_USE, the state that
+ * thread found, or its owner would wait for it for ever. The block it was freeing is either on the
+ * heap's delayed list already or stays counted as used (a leak of one block in the child). */
+static void chunk_fork_child_fix(ra_chunk_t *c) {
+  for (size_t idx = 1; idx < RA_SLICES; idx++) {
+    ra_page_t *page = &c->pages[idx];
+    if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) continue;
+    uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
+    if ((tf & 3) == RA_DELAY_FREEING)
+      atomic_store_explicit(&page->xfree, (tf & ~(uintptr_t)3) | RA_DELAY_USE, memory_order_relaxed);
+  }
+  _ra_chunk_unlock(c);
+}
+
+/* After the arena locks (the order of a purge pass: arena, then chunk). A chunk lock is held only
+ * for a bounded step (slice bitmaps, one madvise), never while waiting for an arena lock. */
+void _ra_chunk_fork_lock_all(void) { page_chunks_foreach(chunk_fork_lock); }
+void _ra_chunk_fork_unlock_all(void) { page_chunks_foreach(chunk_fork_unlock); }
+void _ra_chunk_fork_child(void) { page_chunks_foreach(chunk_fork_child_fix); }
+
+/* Does any page of the chunk hold blocks other threads freed and nobody collected? */
+static bool chunk_has_remote_frees(const ra_chunk_t *c) {
+  for (size_t idx = 1; idx < RA_SLICES; idx++) {
+    const ra_page_t *page = &c->pages[idx];
+    if ((atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) == 0 &&
+        (atomic_load_explicit(&page->xfree, memory_order_relaxed) & ~(uintptr_t)3) != 0)
+      return true;
+  }
+  return false;
+}
+
+/* Sweep the abandoned chunks that other threads freed into: collect those frees, give the pages
+ * they emptied back, and release chunks that became empty; the rest go back on the list. Any
+ * thread may do it: a chunk taken off the list (under its lock) belongs to nobody else, and other
+ * threads only ever push onto its pages' remote lists. A thread whose frees emptied its pages
+ * is gone, and the program may never start another: without this, the memory would stay. */
+void _ra_chunk_sweep_abandoned(void) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return;
+  ra_chunk_t *todo = NULL;
   _ra_lock(&abandoned_lock);
-  bool ok = c->abandoned;
-  if (ok) abandoned_unlink(c);
+  for (ra_chunk_t *c = abandoned, *next; c != NULL; c = next) {
+    next = c->next;
+    if (!chunk_has_remote_frees(c)) continue;
+    abandoned_unlink(c);
+    c->next = todo;
+    todo = c;
+  }
   _ra_unlock(&abandoned_lock);
-  if (ok) _ra_chunk_adopt(heap, c);
-  return ok;
+  uint64_t now = _ra_now_ms();
+  for (ra_chunk_t *c = todo, *next; c != NULL; c = next) {
+    next = c->next;
+    bool released = false;
+    for (size_t idx = 1; idx < RA_SLICES && !released;) {
+      ra_page_t *page = &c->pages[idx];
+      if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) {
+        idx++;
+        continue;
+      }
+      idx += page->slice_count;
+      _ra_chunk_lock(c); /* a walk (inspect.c) reads abandoned chunks' pages holding it */
+      _ra_page_collect(page);
+      bool empty = page->used == 0;
+      _ra_chunk_unlock(c);
+      if (!empty) continue;
+      released = c->pages_in_use == 1;
+      _ra_chunk_span_free(NULL, c, page, now);
+    }
+    if (!released) _ra_chunk_abandon(c);
+  }
 }
 
 /* Make `heap` the owner of an abandoned chunk: collect what other threads freed meanwhile, give

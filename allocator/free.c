@@ -163,6 +163,7 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, nt, memory_order_release,
                                                   memory_order_relaxed));
+  if ((tf & 3) == RA_DELAY_NEVER) _ra_purge_notify(); /* an abandoned page: a sweep collects it */
   if (!delayed) return;
   /* While the state is FREEING the owner cannot abandon the page, so the heap stays valid. */
   ra_heap_t *heap = atomic_load_explicit(&chunk->heap, memory_order_acquire);
@@ -207,12 +208,15 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   /* Out of bounds before it goes on any list: another thread may take it from there at once. */
   RA_ANN_FREE_BLOCK(block, page->block_size);
   ra_heap_t *heap = _ra_heap_current();
-  ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
-  if (owner == heap || (owner == NULL && heap != &_ra_heap_empty && _ra_chunk_try_adopt(heap, chunk))) {
-    _ra_free_local(heap, page, block);
-    return;
-  }
-  free_remote(chunk, page, block);
+  if (atomic_load_explicit(&chunk->heap, memory_order_acquire) == heap) _ra_free_local(heap, page, block);
+  else free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */
+  _ra_purge_start_wanted(); /* a safe point */
+}
+
+/* The fast path emptied a page: retire it, then (a safe point) start the purger if asked. */
+static RA_NOINLINE void free_retire(ra_heap_t *heap, ra_page_t *page) {
+  _ra_page_retire(heap, page);
+  _ra_purge_start_wanted();
 }
 
 void ra_free(void *p) {
@@ -239,7 +243,7 @@ void ra_free(void *p) {
     _ra_block_set_next(b, page->free);
     page->free = b;
     page->free_is_zero = 0;
-    if (RA_UNLIKELY(--page->used == 0)) _ra_page_retire(_ra_heap_current(), page);
+    if (RA_UNLIKELY(--page->used == 0)) free_retire(_ra_heap_current(), page);
     return;
   }
   _ra_free_generic(p);

@@ -40,6 +40,7 @@ void _ra_init(void) {
      * chunks: neighbouring chunks then merge into one mapping. See docs/os-layer.md. */
     _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
     _ra_guard_pages = _ra_option(RA_OPT_GUARD_PAGES) != 0;
+    _ra_purge_init();
     _ra_thread_init(heap_thread_done);
     if (_ra_option(RA_OPT_VERBOSE)) {
       _ra_options_print();
@@ -52,25 +53,38 @@ void _ra_init(void) {
 }
 
 /* fork(): the child must not inherit a lock another thread held. Every allocator lock is taken
- * before the fork and released in both processes after it. In the child only the forking thread
- * lives on; other threads' chunks stay owned by their (dead) heaps, and frees into them go to the
- * pages' remote lists, which is safe. */
+ * before the fork, in the order the allocator nests them (heap list, abandoned list, metadata,
+ * arenas, chunks), and released in both processes after it. In the child only the forking thread
+ * lives on: other threads' chunks stay owned by their (dead) heaps, and frees into them go to the
+ * pages' remote lists, which is safe; a remote free that was half-way through a delayed free is
+ * undone (_ra_chunk_fork_child). */
 static void fork_prepare(void) {
   _ra_lock(&heap_lock);
   _ra_chunk_fork_prepare();
   _ra_arena_fork_prepare();
+  _ra_chunk_fork_lock_all();
 }
 
-static void fork_release(void) {
+static void fork_release_common(void) {
   _ra_arena_fork_release();
   _ra_chunk_fork_release();
   _ra_unlock(&heap_lock);
 }
 
+static void fork_parent(void) {
+  _ra_chunk_fork_unlock_all();
+  fork_release_common();
+}
+
+static void fork_child(void) {
+  _ra_chunk_fork_child();
+  _ra_purge_fork_child();
+  fork_release_common();
+}
+
 __attribute__((constructor)) static void ra_process_init(void) {
   _ra_init();
-  _ra_thread_atfork(fork_prepare, fork_release);
-  _ra_purge_thread_start();
+  _ra_thread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 static void heap_reset(ra_heap_t *h) {
@@ -103,6 +117,7 @@ ra_heap_t *_ra_heap_get_slow(void) {
   _ra_unlock(&heap_lock);
   _ra_heap_set_current(h);
   _ra_thread_register(h);
+  _ra_purge_start_wanted(); /* the process's first heap starts the purger (purge.c) */
   return h;
 }
 
@@ -169,6 +184,7 @@ static void heap_abandon(ra_heap_t *heap) {
   /* Thread exit is a slow path too: give back what has waited out the delay. */
   long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
   if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
+  _ra_purge_start_wanted(); /* the heap is gone: a safe point */
 }
 
 static void heap_thread_done(void *value) {

@@ -376,7 +376,7 @@ int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
 int _ra_mem_protect(void *addr, size_t size, ra_prot_t prot);
-void _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
+bool _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
 ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
 void _ra_arena_chunk_publish(ra_chunk_t *chunk);
@@ -407,7 +407,7 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero);
 void _ra_huge_free(ra_chunk_t *chunk);
 bool _ra_huge_resize(ra_chunk_t *chunk, size_t size);
 void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *chunk);
-bool _ra_chunk_try_adopt(ra_heap_t *heap, ra_chunk_t *chunk);
+void _ra_chunk_sweep_abandoned(void);
 ra_chunk_t *_ra_chunk_pop_abandoned(void);
 void _ra_chunk_abandon(ra_chunk_t *chunk);
 void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c);
@@ -418,6 +418,9 @@ bool _ra_chunk_trylock(ra_chunk_t *chunk);
 void _ra_chunk_unlock(ra_chunk_t *chunk);
 void _ra_chunk_fork_prepare(void);
 void _ra_chunk_fork_release(void);
+void _ra_chunk_fork_lock_all(void);   /* every arena lock held */
+void _ra_chunk_fork_unlock_all(void); /* parent */
+void _ra_chunk_fork_child(void);      /* child: unlocks too */
 
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
@@ -455,8 +458,15 @@ static inline void _ra_heap_set_current(ra_heap_t *heap) { _ra_tls_heap = heap; 
  * _ra_thread_register(heap) exits. Returns 0 or an error code. */
 int _ra_thread_init(void (*done)(void *heap));
 void _ra_thread_register(ra_heap_t *heap);
-/* Around fork(), where the OS has it: prepare before, release in parent and child. */
-void _ra_thread_atfork(void (*prepare)(void), void (*release)(void));
+/* Around fork(), where the OS has it: prepare before, then parent or child. */
+void _ra_thread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/* A thread of the allocator's own (the purger): detached, signals blocked. 0 or an error code. It
+ * allocates, so call it only where re-entering malloc is safe. */
+int _ra_thread_start(void *(*fn)(void *), void *arg);
+/* Sleep while *word == expected, until woken or timeout_ms pass (0: no limit); may return early.
+ * _ra_thread_wake wakes one sleeper; change the word first. */
+void _ra_thread_wait(_Atomic(uint32_t) *word, uint32_t expected, uint64_t timeout_ms);
+void _ra_thread_wake(_Atomic(uint32_t) *word);
 
 /* heap.c: thread heaps, process initialisation, thread exit */
 extern ra_heap_t _ra_heap_empty;
@@ -467,12 +477,15 @@ void _ra_heap_collect_delayed(ra_heap_t *heap);
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 
-/* purge.c: giving free memory back after a delay */
+/* purge.c: giving free memory back after a delay, and the background purger */
 void _ra_purge_maybe(ra_heap_t *heap);
 void _ra_purge_pressure(void);
 void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool force);
 bool _ra_purge_reset_only(void);
-void _ra_purge_thread_start(void);
+void _ra_purge_init(void);
+void _ra_purge_notify(void);
+void _ra_purge_start_wanted(void);
+void _ra_purge_fork_child(void);
 
 /* stats.c */
 bool _ra_validate_heap(void);

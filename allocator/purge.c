@@ -1,20 +1,31 @@
 /* Purge: committed memory that is free goes back to the OS after RAMALLOC_PURGE_DELAY_MS, while its
- * address range stays reserved. Three kinds of free memory wait for it:
+ * address range stays reserved. Four kinds of free memory wait for it:
  *   - free chunks in an arena (purgeable bit and free time in the arena header): decommitted or
  *     reset whole;
  *   - free slices inside chunks still in use (purge_slices and slice_free_ms in the chunk header):
  *     any thread may purge them, holding the chunk's lock;
- *   - empty pages a heap keeps so the next allocation of their class is quick (retire_ms): only
- *     the owning thread may give them back.
- * No background thread is needed: allocation slow paths run a pass at most every half delay
- * (rate-limited by one global timestamp), and the owner checks its kept pages on its own slow paths.
- * RAMALLOC_PURGE_THREAD=1 adds a thread that runs the same pass while the program is quiet. */
-#include <errno.h>
-#include <time.h>
-
+ *   - blocks other threads freed into the pages of abandoned chunks (their thread exited): any
+ *     thread may sweep those chunks, give their empty pages back and release empty chunks;
+ *   - pages of a live heap that are empty (kept so the next allocation of their class is quick, or
+ *     emptied by other threads' frees and not collected yet): only the owning thread may give them
+ *     back, on its own slow paths.
+ * The background purger (RAMALLOC_PURGE_THREAD, on by default) runs the first three on a clock, so
+ * memory goes back even when no thread takes a slow path: it sleeps on a futex while nothing waits
+ * for a purge, and wakes when something becomes free (_ra_purge_notify), then once per half delay
+ * until nothing is left. It is started with the process's first heap, and in a child after fork at
+ * the child's first slow path once something waits, always where re-entering malloc is safe
+ * (pthread_create allocates). Without it (RAMALLOC_PURGE_THREAD=0),
+ * allocation slow paths run the same pass at most every half delay (one global timestamp). */
 #include "internal.h"
 
 static _Atomic(uint64_t) next_pass_ms;
+
+/* The purger's state: not started, wanted (a notify asked for it; started at the next safe point),
+ * running, or off (disabled, never purging, or its thread could not be made). */
+enum { PURGER_IDLE = 0, PURGER_WANTED = 1, PURGER_RUNNING = 2, PURGER_OFF = 3 };
+static _Atomic(int) purger_state;
+static atomic_bool purger_pending;         /* free memory waits for a purge pass */
+static _Atomic(uint32_t) purger_word;      /* the futex word the purger sleeps on */
 
 static long long purge_delay(void) { return _ra_option(RA_OPT_PURGE_DELAY_MS); }
 
@@ -27,18 +38,36 @@ bool _ra_purge_reset_only(void) {
 
 static uint64_t pass_interval(uint64_t delay) { return delay >= 2 ? delay / 2 : 1; }
 
-/* Empty pages kept at the head of their class queue, empty for `delay` ms or more (all with
- * force), go back to their chunk. Owner only. */
+/* The owner's pass over its pages: collect what other threads freed into them (blocks freed into
+ * full pages too), retire pages that this emptied (kept, or given back), and give back kept empty
+ * pages that have waited `delay` ms (all with force). Owner only. */
 void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool force) {
-  for (size_t i = 0; i < RA_CLASS_COUNT; i++) {
-    ra_page_t *page = heap->queues[i].first;
-    if (page == NULL || page->next != NULL) continue;
-    _ra_page_collect(page);
-    if (page->used == 0 && page->retire_ms != 0) {
+  _ra_heap_collect_delayed(heap);
+  heap->clock_ms32 = _ra_ms32(now);
+  for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {
+    ra_page_queue_t *q = i < RA_CLASS_COUNT ? &heap->queues[i] : &heap->full;
+    ra_page_t *next;
+    for (ra_page_t *page = q->first; page != NULL; page = next) {
+      next = page->next;
+      size_t collected = _ra_page_collect_xfree(page);
+      if (page->used != 0) continue;
+      if (collected > 0 || page->retire_ms == 0 || (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL)) {
+        /* emptied just now by other threads' frees */
+        if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+        _ra_page_retire(heap, page);
+        continue;
+      }
       uint64_t since = _ra_ms_from32(now, page->retire_ms);
       if (force || now - since >= delay) _ra_page_free_since(heap, page, since);
     }
   }
+}
+
+/* One pass over the memory any thread may purge: abandoned chunks first (their empty pages become
+ * free slices), then arenas and chunks. True when free memory is left waiting for a later pass. */
+static bool purge_pass(uint64_t now, uint64_t delay, bool force) {
+  _ra_chunk_sweep_abandoned();
+  return _ra_arena_purge(now, delay, force);
 }
 
 /* Called on allocation slow paths. */
@@ -51,12 +80,13 @@ void _ra_purge_maybe(ra_heap_t *heap) {
     heap->next_page_purge_ms = now + pass_interval((uint64_t)delay);
     _ra_purge_heap_pages(heap, now, (uint64_t)delay, false);
   }
+  if (atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_RUNNING) return; /* its job */
   uint64_t next = atomic_load_explicit(&next_pass_ms, memory_order_relaxed);
   if (now < next) return;
   if (!atomic_compare_exchange_strong_explicit(&next_pass_ms, &next, now + pass_interval((uint64_t)delay),
                                                memory_order_relaxed, memory_order_relaxed))
     return; /* another thread runs this pass */
-  _ra_arena_purge(now, (uint64_t)delay, false);
+  purge_pass(now, (uint64_t)delay, false);
 }
 
 /* Called when fresh memory is about to be committed (a new chunk, a huge run, a span of slices no
@@ -85,37 +115,74 @@ void ra_collect(bool force) {
   uint64_t now = _ra_now_ms();
   ra_heap_t *heap = _ra_heap_current();
   if (heap != &_ra_heap_empty) {
-    _ra_heap_collect_delayed(heap);
     _ra_purge_heap_pages(heap, now, d, force);
   }
-  _ra_arena_purge(now, d, force);
+  purge_pass(now, d, force);
 }
 
-/* ---- The optional purger thread ------------------------------------------------------------------- */
+/* ---- The background purger ---------------------------------------------------------------------- */
 
 static void *purger_main(void *arg) {
   (void)arg;
-  uint64_t delay = purge_delay() > 0 ? (uint64_t)purge_delay() : 0;
-  uint64_t sleep_ms = delay > 0 ? pass_interval(delay) : 10;
+  uint64_t delay = (uint64_t)purge_delay();
+  uint64_t sleep_ms = pass_interval(delay);
   if (sleep_ms < 10) sleep_ms = 10; /* a pass is cheap, but not free: at most 100 a second */
   for (;;) {
-    struct timespec ts = {(time_t)(sleep_ms / 1000), (long)(sleep_ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    uint32_t w = atomic_load_explicit(&purger_word, memory_order_acquire);
+    if (!atomic_load_explicit(&purger_pending, memory_order_acquire)) {
+      _ra_thread_wait(&purger_word, w, 0); /* nothing waits: sleep until a notify */
+      continue;
     }
-    _ra_arena_purge(_ra_now_ms(), delay, false);
+    _ra_thread_wait(&purger_word, w, sleep_ms); /* notifies do not wake it while a pass is pending */
+    /* Cleared before the pass: memory freed during or after it notifies again. */
+    atomic_store_explicit(&purger_pending, false, memory_order_release);
+    if (purge_pass(_ra_now_ms(), delay, false)) atomic_store_explicit(&purger_pending, true, memory_order_release);
   }
   return NULL;
 }
 
-/* Start the purger when RAMALLOC_PURGE_THREAD=1. Called once from the library constructor, where
- * allocating (pthread_create does) is safe. */
-void _ra_purge_thread_start(void) {
-  if (!_ra_option(RA_OPT_PURGE_THREAD) || purge_delay() < 0) return;
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&t, &attr, purger_main, NULL) != 0)
+/* Something became free that a later pass should purge. Cheap when a pass is pending already; a
+ * futex wake only when the purger sleeps without a timer. Called on slow paths, under any lock. */
+void _ra_purge_notify(void) {
+  if (atomic_load_explicit(&purger_pending, memory_order_relaxed)) return;
+  if (atomic_exchange_explicit(&purger_pending, true, memory_order_acq_rel)) return;
+  int st = atomic_load_explicit(&purger_state, memory_order_acquire);
+  if (st == PURGER_RUNNING) {
+    atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
+    _ra_thread_wake(&purger_word);
+  } else if (st == PURGER_IDLE) {
+    atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_WANTED, memory_order_acq_rel,
+                                            memory_order_relaxed);
+  }
+}
+
+/* Start the purger if a notify asked for it. Called where no allocator lock is held and the
+ * calling thread's allocator state is consistent, since making a thread allocates. */
+void _ra_purge_start_wanted(void) {
+  int st = PURGER_WANTED;
+  if (RA_LIKELY(atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_WANTED)) return;
+  if (!atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_RUNNING, memory_order_acq_rel,
+                                               memory_order_relaxed))
+    return;
+  if (_ra_thread_start(purger_main, NULL) != 0) {
+    atomic_store_explicit(&purger_state, PURGER_OFF, memory_order_release);
     _ra_write(2, "ramalloc: could not start the purger thread; purging continues on slow paths\n");
-  pthread_attr_destroy(&attr);
+  }
+}
+
+/* Once, at initialisation: whether the purger may run at all. It is wanted from the start and made
+ * when the process's first heap is (_ra_heap_get_slow), before the program holds any block: its
+ * thread's own allocations then never land in memory the program has just freed. */
+void _ra_purge_init(void) {
+  bool on = _ra_option(RA_OPT_PURGE_THREAD) && purge_delay() >= 0;
+  atomic_store_explicit(&purger_state, on ? PURGER_WANTED : PURGER_OFF, memory_order_relaxed);
+}
+
+/* In a child after fork: the purger did not come along. Started again when something is freed (or
+ * now, when a pass was pending), at the child's next safe point. */
+void _ra_purge_fork_child(void) {
+  if (atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_RUNNING) return;
+  atomic_store_explicit(&purger_state, atomic_load_explicit(&purger_pending, memory_order_relaxed) ? PURGER_WANTED
+                                                                                                   : PURGER_IDLE,
+                        memory_order_relaxed);
 }

@@ -98,6 +98,11 @@ static bool validate_page(ra_chunk_t *c, ra_page_t *pg) {
     if (++nfree > pg->capacity) return validate_fail("free list has no cycle", pg);
   }
   if (nfree != pg->capacity - pg->used) return validate_fail("used == capacity - |free|", pg);
+  if ((atomic_load_explicit(&pg->xfree, memory_order_relaxed) & 3) == RA_DELAY_FREEING)
+    return validate_fail("no delayed free in flight at rest", pg);
+  /* An empty page was retired (kept for its class) and carries the time it became empty, which the
+   * owner's purge pass (_ra_purge_heap_pages) goes by. */
+  if (pg->used == 0 && pg->retire_ms == 0) return validate_fail("an empty page has its retire time", pg);
   return true;
 }
 
@@ -127,6 +132,9 @@ static bool validate_chunk(ra_heap_t *heap, ra_chunk_t *c) {
     idx += pg->slice_count;
   }
   if (heads != c->pages_in_use) return validate_fail("pages_in_use", c);
+  /* At rest (no other thread inside the allocator): no chunk lock is held and no remote free is
+   * half-way through a delayed free; fork relies on both (heap.c, _ra_chunk_fork_child). */
+  if (atomic_load_explicit(&c->lock, memory_order_relaxed) != 0) return validate_fail("chunk lock free at rest", c);
   return true;
 }
 

@@ -123,9 +123,49 @@ void _ra_thread_register(ra_heap_t *heap) {
 }
 
 /* Windows has no fork(). */
-void _ra_thread_atfork(void (*prepare)(void), void (*release)(void)) {
+void _ra_thread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
   (void)prepare;
-  (void)release;
+  (void)parent;
+  (void)child;
+}
+
+/* The allocator's own thread (the purger; there is one): CreateThread, which does not go through
+ * the C runtime and so allocates nothing with malloc. */
+static void *(*start_fn)(void *);
+static void *start_arg;
+
+static DWORD WINAPI thread_trampoline(LPVOID unused) {
+  (void)unused;
+  start_fn(start_arg);
+  return 0;
+}
+
+int _ra_thread_start(void *(*fn)(void *), void *arg) {
+  start_fn = fn;
+  start_arg = arg;
+  HANDLE h = CreateThread(NULL, 64 * 1024, thread_trampoline, NULL, STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+  if (h == NULL) return (int)GetLastError();
+  CloseHandle(h);
+  return 0;
+}
+
+/* One condition variable serves the (single) sleeper. A waker changes the word and then takes the
+ * lock before waking, so a wake between the sleeper's check and its sleep is not lost. */
+static SRWLOCK wait_lock = SRWLOCK_INIT;
+static CONDITION_VARIABLE wait_cv = CONDITION_VARIABLE_INIT;
+
+void _ra_thread_wait(_Atomic(uint32_t) *word, uint32_t expected, uint64_t timeout_ms) {
+  AcquireSRWLockExclusive(&wait_lock);
+  if (atomic_load_explicit(word, memory_order_acquire) == expected)
+    SleepConditionVariableSRW(&wait_cv, &wait_lock, timeout_ms > 0 ? (DWORD)timeout_ms : INFINITE, 0);
+  ReleaseSRWLockExclusive(&wait_lock);
+}
+
+void _ra_thread_wake(_Atomic(uint32_t) *word) {
+  (void)word;
+  AcquireSRWLockExclusive(&wait_lock);
+  ReleaseSRWLockExclusive(&wait_lock);
+  WakeAllConditionVariable(&wait_cv);
 }
 
 /* The allocator's locks (internal.h explains why not pthread mutexes here). An SRW lock is one

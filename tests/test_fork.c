@@ -13,6 +13,10 @@
 #include <cmocka.h>
 
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <time.h>
 
 #include "ramalloc.h"
 
@@ -66,7 +70,81 @@ static void test_fork_while_threads_allocate(void **state) {
   assert_int_equal(failed, 0);
 }
 
+/* Issue 12's shape: two threads loop over 64 blocks of 70-133 KiB (spans of slices: chunk locks,
+ * commits, purges), free them, give everything back (ra_collect(true), malloc_trim's work) and read
+ * the statistics; the main thread forks again and again, and each child allocates and frees 1,000
+ * blocks of about 100 KiB and gives everything back before _exit. A child still running after 5 s
+ * is hung (killed, counted). RAMALLOC_TEST_FORKS sets the number of forks (default 1500, 300 under
+ * sanitizers). */
+static void *trim_churn(void *arg) {
+  uint64_t seed = (uintptr_t)arg * 0x9E3779B97F4A7C15ull + 7;
+  void *b[64];
+  while (!atomic_load(&stop)) {
+    for (int i = 0; i < 64; i++) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      size_t n = (70 << 10) + (size_t)(seed >> 33) % (63 << 10);
+      b[i] = ra_malloc(n);
+      if (b[i]) memset(b[i], 3, 64);
+    }
+    for (int i = 0; i < 64; i++) ra_free(b[i]);
+    ra_collect(true);
+#if !RA_TEST_SANITIZED
+    /* The statistics walk reads other threads' page fields without their locks (docs/layout.md:
+     * figures while threads run are approximate), which ThreadSanitizer reports. */
+    ra_stats_t st;
+    ra_stats_get(&st);
+#endif
+  }
+  return NULL;
+}
+
+static int trim_child(void) {
+  for (int i = 0; i < 1000; i++) {
+    void *p = ra_malloc((size_t)(96 << 10) + (size_t)(i % 16) * 512);
+    if (p == NULL) return 1;
+    memset(p, 1, 64);
+    ra_free(p);
+  }
+  ra_collect(true);
+  return 0;
+}
+
+static void test_fork_during_trim(void **state) {
+  (void)state;
+  const char *env = getenv("RAMALLOC_TEST_FORKS");
+  int forks = env && *env ? atoi(env) : RA_TEST_SANITIZED ? 300 : 1500, hung = 0, failed = 0;
+  atomic_store(&stop, 0);
+  pthread_t t[2];
+  for (uintptr_t i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, trim_churn, (void *)(i + 1)), 0);
+  for (int k = 0; k < forks; k++) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(trim_child());
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int status;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0) {
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec - t0.tv_sec >= 5) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        hung++;
+        break;
+      }
+      usleep(200);
+    }
+    if (w == pid && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) failed++;
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  printf("%d forks: %d children hung, %d failed\n", forks, hung, failed);
+  assert_int_equal(hung, 0);
+  assert_int_equal(failed, 0);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_fork_while_threads_allocate)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_fork_while_threads_allocate),
+                                     cmocka_unit_test(test_fork_during_trim)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
