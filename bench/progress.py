@@ -16,22 +16,36 @@ def clock(seconds):
 
 
 class Progress:
-    def __init__(self, total, what="runs", stream=None, tty=None, interval=INTERVAL):
+    def __init__(self, total, what="runs", stream=None, tty=None, interval=INTERVAL, cycle=None):
+        """cycle: steps per repetition, when the same steps repeat (a step then is expected to take
+        as long as it did in the previous repetition)."""
         self.total = max(total, 1)
+        self.cycle = cycle if cycle and cycle > 0 else None
+        self.took = []  # seconds each step took
         self.what = what
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.interval = interval
         self.start = time.monotonic()
         self.last_print = self.start
+        self.last_step = self.start
         self.done = 0
         self.open_line = False  # a rewritten line is on screen
 
     def left(self, now):
-        """Seconds left: the time per step so far times the steps left."""
+        """Seconds left: each step left takes what the same step took in the last repetition, or
+        (in the first one) the mean time of a step so far."""
         if not self.done:
             return None
-        return (now - self.start) / self.done * (self.total - self.done)
+        mean = (now - self.start) / self.done
+        est = 0.0
+        for j in range(self.done, self.total):
+            k = j
+            if self.cycle:
+                while k >= self.done and k - self.cycle >= 0:
+                    k -= self.cycle
+            est += self.took[k] if k < self.done else mean
+        return est
 
     def line(self, now, detail):
         left = self.left(now)
@@ -43,6 +57,8 @@ class Progress:
         """One step done; detail says which (printed with the progress line)."""
         self.done += 1
         now = time.monotonic()
+        self.took.append(now - self.last_step)
+        self.last_step = now
         if self.tty:
             width = 30
             fill = int(width * self.done / self.total)

@@ -601,7 +601,7 @@ def main():
     failures = []
     total = reps * (len(workloads) + (1 if do_micro else 0)) * len(allocs)
     done = 0
-    progress = progress_mod.Progress(total)
+    progress = progress_mod.Progress(total, cycle=total // reps)
     t_start = time.time()
     micro_filter = args.micro_filter or cfg["micro"]
     min_time = args.min_time or cfg["min_time"]
