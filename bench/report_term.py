@@ -73,7 +73,8 @@ def geomean(xs):
 
 
 def short_bench(name):
-    """malloc_free_mt/size:64/real_time/threads:2 -> malloc_free_mt 64 2thr (Google Benchmark names
+    """malloc_free_mt/size:64/real_time/threads:2 -> malloc_free_mt 64 2thr, realloc_grow/final:65536/
+    step:16 -> realloc_grow 64K +16, batch_lifo/size:64/count:1000 -> batch_lifo 64 x1000 (Google Benchmark names
     are too long for a terminal table; the Markdown report keeps them whole)."""
     def size(v):
         n = int(v) if v.isdigit() else None
@@ -91,8 +92,8 @@ def short_bench(name):
             out.append(f"{v}thr")
         elif k == "count":
             out.append(f"x{v}")
-        elif k == "step":
-            out.append(f"step{size(v)}")
+        elif k == "step":  # realloc_grow's step; 0: by half the size each time
+            out.append("x1.5" if v == "0" else f"+{size(v)}")
         else:
             out.append(size(v))
     return " ".join(out)
