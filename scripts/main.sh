@@ -31,5 +31,6 @@ bash "$root/bench/run.sh" --quick --build-dir "$build" || status=$?
 took benchmarks
 
 total=$(( $(date +%s) - t_start ))
-printf '\nmain: %d min %02d s in all (%s)\n' $((total / 60)) $((total % 60)) "$(IFS=,; echo "${times[*]}" | sed 's/,/, /g')"
+joined=$(printf '%s, ' "${times[@]}")
+printf '\nmain: %d min %02d s in all (%s)\n' $((total / 60)) $((total % 60)) "${joined%, }"
 exit $status
