@@ -222,7 +222,7 @@ def render(data, paths=None, width=None, color=None, out=None):
     wrap = lambda s, indent="": textwrap.wrap(s, width, subsequent_indent=indent,
                                               break_on_hyphens=False) or [""]
 
-    tree = meta.get("revision") or "(no git: " + str(meta.get("tree_name") or "tree not named") + ")"
+    tree = meta.get("revision") or "(not named)"  # the runner names it by git, else by a hash of the sources
     w += wrap(f"ramalloc benchmarks, {meta.get('mode', '?')} set: {meta.get('date', '?')}, tree {tree}, "
               f"{meta.get('cpus', '?')} CPUs ({meta.get('cpu', '?')}), {meta.get('threads', '?')} threads, "
               f"median of {meta.get('reps', '?')} interleaved "
