@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run ramalloc's benchmark suite: builds what it needs, runs every workload and microbenchmark
-# under every installed allocator, writes bench/results/latest.{md,json,svg}.
-#   bench/run.sh [--quick|--full|--tiny] [--allocators a,b,c] [--reps N] [--help]
+# under every installed allocator, writes latest.{md,json,svg} to build-bench/results/ (untracked)
+# and prints a report made for the terminal.
+#   bench/run.sh [--quick|--full|--tiny] [--allocators a,b,c] [--reps N] [--publish] [--help]
 # Needs python3 (standard library only), cmake, a C/C++ compiler and libbenchmark-dev.
 here=$(cd "$(dirname "$0")" && pwd)
 if ! command -v python3 >/dev/null 2>&1; then

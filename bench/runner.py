@@ -9,9 +9,11 @@ allocator always runs first or last. Times are wall times, peak memory is the ch
 (see workloads/exec.c for why runs go through the small bench-exec launcher), and the tables show
 medians.
 
-Writes a Markdown report to stdout and to RESULTS/latest.md, the raw data to RESULTS/latest.json
-and a chart to RESULTS/latest.svg (RESULTS is bench/results unless --out-dir says otherwise).
-Progress, one line per run, goes to stderr.
+Writes a Markdown report to RESULTS/latest.md, the raw data to RESULTS/latest.json and a chart to
+RESULTS/latest.svg (RESULTS is results/ in the build directory unless --out-dir says otherwise; with
+--publish, also to bench/results/MODE.md and MODE.svg, the files the docs quote), then prints a
+report made for the terminal (bench/report_term.py; --markdown prints the Markdown instead).
+Progress goes to stderr: a progress line with the time left (--verbose: one line per run).
 
     bench/run.sh                 # --quick: a few minutes on 2 cores
     bench/run.sh --full          # bigger workloads, more repetitions, all microbenchmarks
@@ -35,6 +37,9 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+import progress as progress_mod
+import report_term
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -94,11 +99,18 @@ def log(msg):
 
 
 def run_logged(cmd, logfile):
+    """Run cmd with its output in logfile; the build's percentage lines ("[ 45%] Building ...") are
+    shown on stderr as they come."""
     with open(logfile, "a") as f:
         f.write("$ " + " ".join(shlex.quote(str(c)) for c in cmd) + "\n")
         f.flush()
-        return subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL).returncode == 0
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+        for line in proc.stdout:
+            f.write(line)
+            if re.match(r"\[\s*\d+%\] (Building|Linking)", line):
+                log("  " + line.rstrip()[:120])
+        return proc.wait() == 0
 
 
 def tail(path, n=30):
@@ -473,12 +485,21 @@ def cpu_model():
 
 
 def git_revision():
+    """git describe of the tree; without git (or outside a clone), a hash of the sources instead."""
     try:
         r = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                            capture_output=True, text=True, timeout=20)
-        return r.stdout.strip() if r.returncode == 0 else ""
+        if r.returncode == 0 and r.stdout.strip():
+            return r.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return ""
+        pass
+    import hashlib
+    h = hashlib.sha1()
+    for top in ("CMakeLists.txt", "allocator", "include", "bench", "tools"):
+        for p in sorted([ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())
+    return "sources-sha1:" + h.hexdigest()[:10]
 
 
 def main():
@@ -506,7 +527,12 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the programs in --bin-dir as they are")
     ap.add_argument("--bin-dir", help="directory holding the built programs (with --no-build)")
     ap.add_argument("--ramalloc-lib", help="libramalloc.so to preload (default: from the build)")
-    ap.add_argument("--out-dir", default=str(BENCH_DIR / "results"), help="where latest.{md,json,svg} go")
+    ap.add_argument("--out-dir", help="where latest.{md,json,svg} go (default: results/ in --build-dir)")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write bench/results/MODE.md and MODE.svg (the files docs/performance.md "
+                         "quotes); only on purpose, never by the main job")
+    ap.add_argument("--markdown", action="store_true", help="print the Markdown report, not the terminal one")
+    ap.add_argument("-v", "--verbose", action="store_true", help="one progress line per run")
     ap.add_argument("--timeout", type=float, help="seconds before a run is killed")
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="build jobs")
     args = ap.parse_args()
@@ -575,6 +601,7 @@ def main():
     failures = []
     total = reps * (len(workloads) + (1 if do_micro else 0)) * len(allocs)
     done = 0
+    progress = progress_mod.Progress(total, cycle=total // reps)
     t_start = time.time()
     micro_filter = args.micro_filter or cfg["micro"]
     min_time = args.min_time or cfg["min_time"]
@@ -602,8 +629,11 @@ def main():
                                      "stderr": r["stderr"][-2000:], "stdout": r["stdout"][-500:]})
                     rec["ok"] = False
                     rec["failure"] = st
-                log(f"[{done:3d}/{total}] rep {rep + 1}/{reps}  {wname:<11} {name:<9} "
-                    f"{r.get('wall_s', 0):8.3f} s {r.get('maxrss_kib', 0) / 1024:8.1f} MiB  {st}")
+                line = (f"[{done:3d}/{total}] rep {rep + 1}/{reps}  {wname:<11} {name:<9} "
+                        f"{r.get('wall_s', 0):8.3f} s {r.get('maxrss_kib', 0) / 1024:8.1f} MiB  {st}")
+                if args.verbose or not rec["ok"]:
+                    progress.note(line)
+                progress.step(f"rep {rep + 1}/{reps}, {wname}, {name}")
         if do_micro:
             cmd = [micro_bin, f"--benchmark_min_time={min_time}", "--benchmark_format=json"]
             if micro_filter:
@@ -642,9 +672,12 @@ def main():
                                      "command": (f"LD_PRELOAD={path} " if path else "") +
                                      " ".join(shlex.quote(str(c)) for c in cmd),
                                      "stderr": r["stderr"][-2000:], "stdout": r["stdout"][-500:]})
-                log(f"[{done:3d}/{total}] rep {rep + 1}/{reps}  {'micro':<11} {name:<9} "
-                    f"{r.get('wall_s', 0):8.3f} s {r.get('maxrss_kib', 0) / 1024:8.1f} MiB  {st}"
-                    f"{f' ({count} benchmarks)' if r['ok'] else ''}")
+                line = (f"[{done:3d}/{total}] rep {rep + 1}/{reps}  {'micro':<11} {name:<9} "
+                        f"{r.get('wall_s', 0):8.3f} s {r.get('maxrss_kib', 0) / 1024:8.1f} MiB  {st}"
+                        f"{f' ({count} benchmarks)' if r['ok'] else ''}")
+                if args.verbose or not r["ok"]:
+                    progress.note(line)
+                progress.step(f"rep {rep + 1}/{reps}, microbenchmarks, {name}")
     elapsed = time.time() - t_start
 
     # Summaries
@@ -756,7 +789,7 @@ def main():
         md.append("")
     report = "\n".join(md)
 
-    out_dir = Path(args.out_dir)
+    out_dir = Path(args.out_dir or Path(args.build_dir) / "results")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.md").write_text(report)
     data = {"meta": meta, "problems": problems, "failures": failures,
@@ -772,8 +805,17 @@ def main():
     tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
     tmp.replace(out_dir / "latest.json")
     write_svg(out_dir / "latest.svg", meta, names, time_rows, rss_rows, micro_rows)
-    print(report)
-    log(f"runner: wrote {out_dir / 'latest.md'}, latest.json, latest.svg ({elapsed:.0f} s)")
+    written = [out_dir / "latest.md", out_dir / "latest.json", out_dir / "latest.svg"]
+    if args.publish:
+        for ext in ("md", "svg"):
+            shutil.copyfile(out_dir / f"latest.{ext}", BENCH_DIR / "results" / f"{mode}.{ext}")
+            written.append(BENCH_DIR / "results" / f"{mode}.{ext}")
+    if args.markdown:
+        print(report)
+        log("runner: wrote " + ", ".join(str(p) for p in written) + f" ({elapsed:.0f} s)")
+    else:
+        print()
+        report_term.render(data, written)
     return 1 if failures or problems else 0
 
 
