@@ -455,20 +455,30 @@ static uint64_t slot_have(const ra_chunk_t *c, const uint64_t *had, size_t j) {
   return cj->committed | 1;
 }
 
-/* Make exactly the header slice and [off, off + usable) of a taken run committed, keeping what
- * its slots still hold: slices no longer needed are decommitted, missing ones committed. Sets
- * *end to the end of the committed range (a reused last slice stays whole) and *is_zero when no
- * block byte was reused. On failure nothing of the run is committed any more. */
+/* Make the header slice and [off, off + usable) of a taken run committed, and keep committed what
+ * its slots still hold past the block (with the gap up to it): a huge block that follows a bigger
+ * one in the same run then costs no madvise now and no page faults when the next bigger one comes
+ * (the run is at most one chunk longer than the block, so this keeps less than RA_CHUNK_SIZE more).
+ * The committed range is whole slices from `off`; slices before `off` that are not needed are
+ * decommitted. Sets *end to the end of the committed range and *is_zero when no block byte was
+ * reused. On failure nothing of the run is committed any more. */
 static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off, size_t usable, size_t *end,
                     bool *is_zero) {
   uint8_t *base = (uint8_t *)c;
-  size_t lo = off, hi = off + usable;
+  size_t lo = off, hi = _ra_align_up(off + usable, RA_SLICE_SIZE);
+  for (size_t j = count; j-- > 0;) {
+    uint64_t have = slot_have(c, had, j);
+    if (have == 0) continue;
+    size_t top = j * RA_CHUNK_SIZE + (size_t)(64 - __builtin_clzll(have)) * RA_SLICE_SIZE;
+    if (top > hi) hi = top;
+    break;
+  }
   bool zero = true, fresh = false;
   for (size_t j = 0; j < count; j++) {
-    uint64_t have = slot_have(c, had, j), need = slot_need(j, lo, hi);
+    uint64_t have = slot_have(c, had, j), need = slot_need(j, lo, hi), block = slot_need(j, lo, off + usable);
     if (have & ~need) _ra_chunk_decommit_slices((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), have & ~need);
-    if (have & need & (j == 0 ? ~1ULL : ~0ULL)) zero = false;
-    if (need & ~have) fresh = true;
+    if (have & block & (j == 0 ? ~1ULL : ~0ULL)) zero = false;
+    if (block & ~have) fresh = true;
   }
   if (fresh) _ra_purge_pressure(); /* fresh pages are coming (this run's slots are ours: no purge touches them) */
   /* Commit the missing pieces, merged across slices and slots. Slice 0 of every slot past the
@@ -513,8 +523,7 @@ static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off
     }
     return err;
   }
-  size_t last = (hi - 1) / RA_SLICE_SIZE;
-  *end = ((slot_have(c, had, last / RA_SLICES) >> (last % RA_SLICES)) & 1) ? (last + 1) * RA_SLICE_SIZE : hi;
+  *end = hi;
   *is_zero = zero;
   return RA_OS_OK;
 }

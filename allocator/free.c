@@ -191,9 +191,34 @@ static void huge_freed(ra_chunk_t *chunk) {
 }
 #endif
 
+/* A free from a thread that does not own the block's page, in the common case: the pointer is at
+ * a block boundary in the head slice of a plain page (no aligned blocks, not huge) whose chunk
+ * has an owner. These checks are the ones locate() makes for such a pointer (the page's
+ * block_size, div_magic and reserved are fixed for its life, so any thread may read them), and a
+ * double free is not looked for when the caller is not the owner (is_double_free), so nothing is
+ * lost by skipping the general path. False when any check fails: the caller takes that path. */
+static inline bool free_remote_fast(void *p) {
+  ra_chunk_t *chunk = _ra_chunk_of(p);
+  if (!_ra_chunk_map_has((uintptr_t)chunk)) return false;
+  size_t idx = _ra_slice_index(chunk, p);
+  if (idx - 1 >= RA_SLICES - 1) return false; /* the header slice, or the next chunk's */
+  ra_page_t *page = &chunk->pages[idx];
+  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ~(uint8_t)RA_PAGE_IN_FULL) return false;
+  uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
+  uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
+  if (q * page->block_size != off || q >= page->reserved) return false;
+  ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
+  if (owner == NULL || owner == _ra_heap_current()) return false;
+  ra_block_t *block = p;
+  RA_ANN_FREE_BLOCK(block, page->block_size);
+  free_remote(chunk, page, block);
+  return true;
+}
+
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
  * frees from other threads, blocks that look free already, and pointers that are not blocks. */
 RA_NOINLINE void _ra_free_generic(void *p) {
+  if (free_remote_fast(p)) return;
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;

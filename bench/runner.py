@@ -46,16 +46,25 @@ ROOT = BENCH_DIR.parent
 
 # ---- What is measured ----------------------------------------------------------------------------
 
-# name, library file names to look for (None: no preload), Debian package that provides it
+# name, library file names to look for (None: no preload), Debian package that provides it.
+# mimalloc3 is built by the runner from a source archive (see build_mimalloc3), not installed.
 ALLOCATORS = [
     ("ramalloc", None, None),
+    ("mimalloc3", None, None),
     ("mimalloc", ["libmimalloc.so.2", "libmimalloc.so"], "libmimalloc-dev"),
     ("glibc", None, None),
     ("jemalloc", ["libjemalloc.so.2"], "libjemalloc-dev"),
     ("tcmalloc", ["libtcmalloc_minimal.so.4"], "libgoogle-perftools-dev"),
 ]
 ALLOCATOR_NAMES = [a[0] for a in ALLOCATORS]
-REFERENCES = ("mimalloc", "glibc")  # ratios in the tables are to these
+# Ratios in the tables are to the first two of these that were measured: mimalloc 3.4 when its
+# archive is there, else Debian's mimalloc 2.0.9; and glibc.
+REFERENCE_CHOICES = (("mimalloc3", "mimalloc"), ("glibc",))
+REFERENCES = ("mimalloc", "glibc")  # set by main() from REFERENCE_CHOICES and what was measured
+
+# mimalloc 3.4.3, built from its release archive (Release, its own CMake) into the build folder.
+MIMALLOC3_VERSION = "3.4.3"
+MIMALLOC3_ARCHIVE = ROOT.parent / "shared" / "baselines" / f"mimalloc-{MIMALLOC3_VERSION}.tar.gz"
 
 # name, program, takes -t THREADS, workload-specific results shown in their own table
 WORKLOADS = [
@@ -69,8 +78,22 @@ WORKLOADS = [
     ("memreturn", "wl-memreturn", True, ["rss_freed_mib", "rss_wait_mib", "rss_exit_mib", "returned_pct"]),
     ("frag", "wl-frag", False, ["half_rss_over_live", "rss_over_live"]),
     ("kvstore", "wl-kvstore", True, []),
+    # Patterns of the classic allocator benchmarks, written from their published descriptions:
+    ("larson", "wl-larson", True, []),          # Larson-Krishnan server: slots of 16-1000 B, successor threads inherit them
+    ("larson-cxx", "wl-larson-cxx", True, []),  # the same through operator new and sized operator delete
+    ("xmalloc", "wl-xmalloc", True, []),        # producers allocate 64 B blocks, consumers free them all (remote)
+    ("rchurn1", "wl-rchurn1", False, []),       # random-size churn in a pool of slots, one thread
+    ("rchurn", "wl-rchurn", True, []),          # the same in every thread
+    ("batches", "wl-batches", True, []),        # rpmalloc-style batches, a quarter freed by the next thread
+    ("pstress", "wl-pstress", True, []),        # power-law sizes, a shared transfer array, threads re-created each round
+    ("hugeloop", "wl-hugeloop", False, []),     # 5-25 MiB blocks: allocate, write every page, free
+    ("leak", "wl-leak", False, []),             # tiny blocks in bursts, one in eight never freed
 ]
 WORKLOAD_NAMES = [w[0] for w in WORKLOADS]
+# Throughput-scored workloads run for a fixed time and report scored_s: the seconds their measured
+# rate needs for a fixed amount of work (lower is better, like a time). The time tables show it in
+# place of the wall time, which is fixed.
+SCORED = {"larson": "scored_s", "larson-cxx": "scored_s", "xmalloc": "scored_s"}
 
 # Microbenchmark selections (regular expressions for --benchmark_filter); None runs them all.
 MICRO_TINY = (r"^(malloc_free/size:(64|65536)|batch_random/size:0/count:1000|"
@@ -161,6 +184,33 @@ def build(build_dir, jobs):
     return alone, None
 
 
+def build_mimalloc3(build_dir, jobs, archive):
+    """libmimalloc.so of mimalloc 3.4 built from its release archive in BUILD/mimalloc3 (once; a
+    later run reuses it), or None with a one-line note when the archive is absent or the build
+    fails."""
+    out = Path(build_dir) / "mimalloc3"
+    built = sorted(out.glob("build/libmimalloc.so.*"))
+    if built:
+        return built[0]
+    archive = Path(archive)
+    if not archive.exists():
+        log(f"runner: skipping mimalloc3: {archive} not found")
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    logfile = out / "build.log"
+    log(f"runner: building mimalloc {MIMALLOC3_VERSION} from {archive} in {out} (log: {logfile})")
+    src = out / f"mimalloc-{MIMALLOC3_VERSION}"
+    ok = (src / "CMakeLists.txt").exists() or run_logged(["tar", "xzf", archive, "-C", out], logfile)
+    ok = ok and run_logged(["cmake", "-S", src, "-B", out / "build", "-DCMAKE_BUILD_TYPE=Release",
+                            "-DMI_BUILD_TESTS=OFF", "-DMI_BUILD_STATIC=OFF", "-DMI_BUILD_OBJECT=OFF"], logfile)
+    ok = ok and run_logged(["cmake", "--build", out / "build", "-j", jobs], logfile)
+    built = sorted(out.glob("build/libmimalloc.so.*"))
+    if not ok or not built:
+        log(f"runner: skipping mimalloc3: its build failed (see {logfile})")
+        return None
+    return built[0]
+
+
 # ---- Allocators ---------------------------------------------------------------------------------------
 
 
@@ -213,7 +263,7 @@ def variant_env(name):
     return env
 
 
-def resolve_allocators(wanted, ramalloc_lib):
+def resolve_allocators(wanted, ramalloc_lib, mimalloc3_lib=None):
     """[(name, preload path or None, description)] for the allocators that are present."""
     found = []
     for name in [w for w in wanted if w.startswith("ramalloc+")]:
@@ -228,6 +278,9 @@ def resolve_allocators(wanted, ramalloc_lib):
                 found.append((name, Path(ramalloc_lib), "this tree"))
             else:
                 log(f"runner: skipping ramalloc: {ramalloc_lib or 'libramalloc.so'} is not built")
+        elif name == "mimalloc3":
+            if mimalloc3_lib:
+                found.append((name, Path(mimalloc3_lib), f"mimalloc {MIMALLOC3_VERSION}, built from its release archive"))
         elif libs is None:
             found.append((name, None, f"{platform.libc_ver()[0]} {platform.libc_ver()[1]}".strip()))
         else:
@@ -382,7 +435,7 @@ def ratio_table(title, rows, allocs, unit_note, digits=3, first="workload", with
 
 # ---- Chart (hand-written SVG) ---------------------------------------------------------------------------
 
-COLORS = {"ramalloc": "#d62728", "mimalloc": "#1f77b4", "glibc": "#7f7f7f",
+COLORS = {"ramalloc": "#d62728", "mimalloc3": "#17becf", "mimalloc": "#1f77b4", "glibc": "#7f7f7f",
           "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
 
 
@@ -533,6 +586,9 @@ def main():
                          "quotes); only on purpose, never by the main job")
     ap.add_argument("--markdown", action="store_true", help="print the Markdown report, not the terminal one")
     ap.add_argument("-v", "--verbose", action="store_true", help="one progress line per run")
+    ap.add_argument("--mimalloc3-archive", default=str(MIMALLOC3_ARCHIVE),
+                    help="mimalloc 3.4 source archive, built into BUILD_DIR/mimalloc3 once "
+                         "(default: ../shared/baselines from the top of the tree)")
     ap.add_argument("--timeout", type=float, help="seconds before a run is killed")
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="build jobs")
     args = ap.parse_args()
@@ -578,9 +634,12 @@ def main():
         log("runner: bench-micro is not built (Google Benchmark missing?); microbenchmarks skipped")
 
     # Allocators: present, and their preload really provides malloc
+    mi3 = None
+    if "mimalloc3" in wanted:
+        mi3 = build_mimalloc3(args.build_dir, args.jobs, args.mimalloc3_archive)
     allocs = []
     problems = []
-    for name, path, desc in resolve_allocators(wanted, lib):
+    for name, path, desc in resolve_allocators(wanted, lib, mi3):
         err = probe(launcher, bindir, name, path)
         if err:
             log(f"runner: skipping {name}: {err}")
@@ -590,6 +649,8 @@ def main():
     if not allocs:
         sys.exit("runner: no allocator to measure")
     names = [a[0] for a in allocs]
+    global REFERENCES
+    REFERENCES = tuple(next((c for c in choice if c in names), choice[-1]) for choice in REFERENCE_CHOICES)
     log(f"runner: {mode}: {len(workloads)} workloads{' + microbenchmarks' if do_micro else ''} × "
         f"{len(allocs)} allocators ({', '.join(names)}) × {reps} repetitions; threads={threads}")
 
@@ -700,7 +761,11 @@ def main():
         for a in names:
             s = wl_samples[wname][a]
             f = fail_cell(s)
-            tvals[a] = f or cell(s, "wall_s")
+            if wname in SCORED:  # throughput-scored: the time its rate needs, not the fixed run time
+                xs = [x["summary"].get(SCORED[wname]) for x in s if x["ok"]]
+                tvals[a] = f or median([x for x in xs if isinstance(x, (int, float))])
+            else:
+                tvals[a] = f or cell(s, "wall_s")
             cvals[a] = f or cell(s, "cpu_s")
             rvals[a] = f or cell(s, "maxrss_kib", 1 / 1024)
         time_rows.append((wname, tvals))
@@ -741,7 +806,9 @@ def main():
     geo = {}
     if workloads:
         lines, geo["time"] = ratio_table("Workloads: wall time (s)", time_rows, names,
-                                         "Wall time of the whole process, seconds.")
+                                         "Wall time of the whole process, seconds "
+                                         f"(throughput-scored workloads, {', '.join(SCORED)}: the "
+                                         "seconds their measured rate needs for 10 M operations).")
         md += lines
         lines, geo["cpu"] = ratio_table("Workloads: CPU time (s)", cpu_rows, names,
                                         "User plus system time of the process, seconds: less "
