@@ -356,6 +356,14 @@ typedef enum ra_misuse_e {
   RA_MISUSE_FOREIGN,     /* "<op> of a pointer ramalloc did not hand out" */
 } ra_misuse_t;
 void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
+/* A sized free whose size (or alignment) cannot belong to the block:
+ * "ramalloc: <op> of 0x... with the wrong size N" (", alignment A" for the aligned forms). */
+typedef enum ra_sized_op_e {
+  RA_SIZED_DELETE,       /* C++ sized operator delete (exact: the block came from operator new) */
+  RA_SIZED_FREE,         /* C23 free_sized (the block may have been resized by realloc) */
+  RA_SIZED_FREE_ALIGNED, /* C23 free_aligned_sized (exact: the block came from aligned_alloc) */
+} ra_sized_op_t;
+void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) RA_COLD;
 void _ra_corrupt_list(const void *near) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
 
@@ -487,6 +495,8 @@ void _ra_free_generic(void *p);
 bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
 void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
 size_t _ra_usable_size_checked(const void *p, bool *ok);
+void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op);
+void _ra_delete_sized(void *p, size_t size);
 
 /* ---- Small inline helpers ------------------------------------------------------------------------ */
 
