@@ -242,31 +242,40 @@ void ra_free(void *p) {
 
 /* ---- Questions about a pointer -------------------------------------------------------------------- */
 
-/* Usable bytes from p to the end of its block; *ok false when p is not a block ramalloc holds. */
+/* Usable bytes from p to the end of its block; *ok false when p is not a live block ramalloc holds
+ * (the owner thread also recognises a block it freed itself, as free does). */
 size_t _ra_usable_size_checked(const void *p, bool *ok) {
   located_t at;
   *ok = false;
   if (p == NULL || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(p))) return 0; /* quick: not ours */
-  if (locate(p, &at) != LOCATE_OK) return 0;
+  if (locate(p, &at) != LOCATE_OK || is_double_free(&at)) return 0;
   *ok = true;
   const uint8_t *end = at.page == NULL ? at.chunk->huge_block + at.chunk->huge_size
                                        : (const uint8_t *)at.block + at.page->block_size;
   return (size_t)(end - (const uint8_t *)p);
 }
 
+/* The usable size of something that is not a live block: name it (as free would), then 0. */
+static RA_COLD size_t usable_size_refused(const void *p) {
+  located_t at;
+  int r = locate(p, &at);
+  _ra_misuse_usable(r == LOCATE_OK ? RA_MISUSE_DOUBLE_FREE : (ra_misuse_t)r, p);
+  return 0; /* RAMALLOC_ON_ERROR=warn */
+}
+
 size_t ra_usable_size(const void *p) {
   bool ok;
+  if (p == NULL) return 0;
+  size_t usable = _ra_usable_size_checked(p, &ok);
+  if (RA_UNLIKELY(!ok)) return usable_size_refused(p);
 #if RA_ANNOTATE
   /* Asking grants it: the program may use every byte the answer covers (malloc_usable_size). */
-  size_t usable = _ra_usable_size_checked(p, &ok);
-  if (ok && usable > 0) {
+  if (usable > 0) {
     size_t live = ra_ann_live_size(p, usable);
     if (live > 0 && live < usable) ra_ann_resize((void *)p, live, usable, usable);
   }
-  return usable;
-#else
-  return _ra_usable_size_checked(p, &ok);
 #endif
+  return usable;
 }
 
 bool ra_owns(const void *p) {

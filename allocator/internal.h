@@ -356,6 +356,9 @@ typedef enum ra_misuse_e {
   RA_MISUSE_FOREIGN,     /* "<op> of a pointer ramalloc did not hand out" */
 } ra_misuse_t;
 void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
+/* ra_usable_size / malloc_usable_size of something that is not a live block:
+ * "ramalloc: usable size of <a freed block | an interior pointer | ...> 0x..." (warn mode: 0). */
+void _ra_misuse_usable(ra_misuse_t kind, const void *p) RA_COLD;
 /* A sized free whose size (or alignment) cannot belong to the block:
  * "ramalloc: <op> of 0x... with the wrong size N" (", alignment A" for the aligned forms). */
 typedef enum ra_sized_op_e {

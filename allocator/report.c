@@ -176,6 +176,16 @@ void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) {
   }
 }
 
+void _ra_misuse_usable(ra_misuse_t kind, const void *p) {
+  const char *op = "usable size";
+  switch (kind) {
+    case RA_MISUSE_DOUBLE_FREE: report_and_stop("ramalloc: %s of a freed block %p\n", op, p); break;
+    case RA_MISUSE_INTERIOR: report_and_stop("ramalloc: %s of an interior pointer %p\n", op, p); break;
+    case RA_MISUSE_METADATA: report_and_stop("ramalloc: %s of a pointer into allocator metadata %p\n", op, p); break;
+    case RA_MISUSE_FOREIGN: report_and_stop("ramalloc: %s of a pointer ramalloc did not hand out %p\n", op, p); break;
+  }
+}
+
 void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) {
   static const char *const names[] = {
     [RA_SIZED_DELETE] = "sized delete",

@@ -71,7 +71,9 @@ ra_aligned_alloc(size_t alignment, size_t size);
  * power-of-two multiple of sizeof(void *), ENOMEM when out of memory. *out is untouched on error. */
 RA_EXPORT RA_NOTHROW int ra_posix_memalign(void **out, size_t alignment, size_t size);
 
-/* Bytes usable in the block (at least what was asked for). 0 for NULL. */
+/* Bytes usable in the block (at least what was asked for). 0 for NULL. A pointer that is not a live
+ * block (freed, interior, never handed out by ramalloc) is reported as a misuse like a bad free
+ * (docs/robustness.md); with RAMALLOC_ON_ERROR=warn the answer is then 0. */
 RA_EXPORT RA_NOTHROW size_t ra_usable_size(const void *p);
 
 /* True if p lies inside a block (live or free) of a ramalloc arena. Never faults, whatever p is. */

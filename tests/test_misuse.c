@@ -655,6 +655,62 @@ static void sc_warn_sequence(void) {
   expect_valid("after many misuses");
 }
 
+/* ---- usable size of something that is not a live block ----------------------------------------- */
+
+/* ra_usable_size / malloc_usable_size(p) as a misuse: reported; in warn mode 0 and nothing changed. */
+static void misuse_usable(const void *p, const char *what) {
+  expect(what, p);
+  SNAP();
+  size_t u = A_USABLE(launder(p));
+  after_misuse("usable size");
+  CHECK(u == 0, "usable size of a bad pointer %p: %zu, want 0", p, u);
+  SNAP_CHECK("a refused usable size");
+}
+
+static void usable_freed(size_t size) {
+  void *keep = A_MALLOC(size); /* the page (or chunk) stays in use */
+  void *p = A_MALLOC(size);
+  CHECK(keep && p, "malloc(%zu) failed", size);
+  A_FREE(p);
+  misuse_usable(p, "usable size of a freed block");
+  A_FREE(keep);
+}
+static void sc_usable_freed_small(void) { usable_freed(SZ_SMALL); }
+static void sc_usable_freed_large(void) { usable_freed(SZ_LARGE); }
+static void sc_usable_freed_huge(void) { usable_freed(SZ_HUGE); }
+static void usable_interior(size_t size, size_t offset) {
+  unsigned char *p = A_MALLOC(size);
+  CHECK(p, "malloc(%zu) failed", size);
+  misuse_usable(p + offset, "usable size of an interior pointer");
+  CHECK(A_USABLE(p) >= size, "the block's own usable size changed");
+  A_FREE(p);
+}
+static void sc_usable_interior_small(void) { usable_interior(SZ_INTERIOR, 16); }
+static void sc_usable_interior_huge(void) { usable_interior(SZ_HUGE, 4096); }
+static void sc_usable_foreign_stack(void) {
+  char local[64];
+  local[0] = 1;
+  misuse_usable(local, "usable size of a pointer ramalloc did not hand out");
+}
+static void sc_usable_foreign_static(void) {
+  static char stat[64];
+  misuse_usable(stat, "usable size of a pointer ramalloc did not hand out");
+}
+#ifndef MISUSE_PRELOAD
+static void sc_usable_foreign_glibc(void) {
+  char *g = malloc(100);
+  CHECK(g != NULL, "glibc's malloc failed");
+  memset(g, 1, 100);
+  misuse_usable(g, "usable size of a pointer ramalloc did not hand out");
+  free(g);
+}
+static void sc_usable_metadata(void) {
+  void *p = A_MALLOC(SZ_SMALL);
+  misuse_usable((unsigned char *)_ra_chunk_of(p) + 100, "usable size of a pointer into allocator metadata");
+  A_FREE(p);
+}
+#endif
+
 /* ---- sized frees (C23 free_sized, free_aligned_sized) -------------------------------------------- */
 
 /* free_sized(p, n) / free_aligned_sized(p, align, n) with a size that cannot belong to the block:
@@ -767,6 +823,17 @@ static const scenario_t scenarios[] = {
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
 #endif
     {"warn_sequence", sc_warn_sequence, false},
+    {"usable_freed_small", sc_usable_freed_small, false},
+    {"usable_freed_large", sc_usable_freed_large, false},
+    {"usable_freed_huge", sc_usable_freed_huge, false},
+    {"usable_interior_small", sc_usable_interior_small, false},
+    {"usable_interior_huge", sc_usable_interior_huge, false},
+    {"usable_foreign_stack", sc_usable_foreign_stack, false},
+    {"usable_foreign_static", sc_usable_foreign_static, false},
+#ifndef MISUSE_PRELOAD
+    {"usable_foreign_glibc", sc_usable_foreign_glibc, false},
+    {"usable_metadata", sc_usable_metadata, false},
+#endif
     {"free_sized_larger", sc_free_sized_larger, false},
     {"free_sized_smaller", sc_free_sized_smaller, false},
     {"free_sized_large", sc_free_sized_large, false},
@@ -1019,7 +1086,8 @@ static const char *const preload_names[] = {
     "double_free_huge_aligned_1m", "double_free_small_page_released",
     "double_free_after_realloc", "realloc_freed_small", "realloc_freed_huge", "interior_free_small",
     "interior_realloc_small", "interior_free_huge", "foreign_stack",      "foreign_static_realloc",
-    "foreign_garbage", "warn_sequence", "free_sized_larger", "free_sized_huge", "free_aligned_sized_size",
+    "foreign_garbage", "warn_sequence", "usable_freed_small", "usable_freed_huge", "usable_interior_small",
+    "usable_foreign_stack", "free_sized_larger", "free_sized_huge", "free_aligned_sized_size",
 };
 enum { NPRELOAD = sizeof preload_names / sizeof preload_names[0] };
 #else
