@@ -100,9 +100,55 @@ void _ra_chunk_purge_slices(ra_chunk_t *c, uint64_t now, uint64_t delay, bool fo
   }
 }
 
+/* ---- Freed large and huge blocks made inaccessible (RAMALLOC_PROTECT_FREED) ------------------------ */
+
+/* Runs made inaccessible and not lifted yet, about the number of mappings they add beyond one
+ * (each splits its mapping in up to three). Past the cap freed blocks stay accessible, so that
+ * the protection never brings a process near vm.max_map_count (65,530 by default). */
+#define NOACCESS_RUNS_MAX 8192
+static atomic_size_t noaccess_runs;
+
+/* Set the protection of the slices in `mask` (a run per call). Returns the slices changed. The
+ * pages stay resident: lifting it later costs no page fault. */
+static uint64_t slices_protect(ra_chunk_t *c, uint64_t mask, ra_prot_t prot) {
+  uint64_t done = 0;
+  for (size_t s = 0; s < RA_SLICES;) {
+    if (!((mask >> s) & 1)) {
+      s++;
+      continue;
+    }
+    size_t e = s;
+    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
+    bool lift = prot != RA_PROT_NONE;
+    if ((lift || atomic_load_explicit(&noaccess_runs, memory_order_relaxed) < NOACCESS_RUNS_MAX) &&
+        _ra_mem_protect((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE, prot) == RA_OS_OK) {
+      done |= slice_mask(s, e - s);
+      if (!lift) atomic_fetch_add_explicit(&noaccess_runs, 1, memory_order_relaxed);
+      else if (atomic_load_explicit(&noaccess_runs, memory_order_relaxed) > 0)
+        atomic_fetch_sub_explicit(&noaccess_runs, 1, memory_order_relaxed);
+    }
+    s = e;
+  }
+  return done;
+}
+
+/* Make the inaccessible slices among `mask` plain memory again (they are about to be reused). */
+static void noaccess_lift(ra_chunk_t *c, uint64_t mask) {
+  uint64_t m = c->noaccess & mask;
+  if (m == 0) return;
+  slices_protect(c, m, RA_PROT_READWRITE);
+  c->noaccess &= ~m;
+}
+
 /* Decommit the slices in `mask` (runs of them in one call each). The header's bitmaps are updated
- * first: when the mask includes slice 0, the header itself is gone afterwards. */
+ * first: when the mask includes slice 0, the header itself is gone afterwards. An inaccessible
+ * slice loses its protection with its memory: in protect mode decommitted memory is inaccessible
+ * anyway and commit makes it read-write; in overcommit mode (where commit does nothing) it is made
+ * read-write again here. */
 void _ra_chunk_decommit_slices(ra_chunk_t *c, uint64_t mask) {
+  uint64_t lift = c->noaccess & ((mask & 1) ? ~0ULL : mask); /* without its header, a slot forgets */
+  c->noaccess &= ~lift;
+  if (lift != 0 && _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT) slices_protect(c, lift, RA_PROT_READWRITE);
   c->committed &= ~mask;
   c->dirty &= ~mask;
   for (size_t s = 0; s < RA_SLICES;) {
@@ -138,6 +184,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   if (was_committed) {
     committed = c->committed | 1; /* the old header still says which slices hold memory */
     dirty = c->dirty;
+    noaccess_lift(c, ~0ULL); /* and which of them a freed block left inaccessible */
   } else if (_ra_mem_commit(c, RA_SLICE_SIZE) != RA_OS_OK) {
     _ra_arena_chunk_free(arena, index, 1, true, 0);
     return NULL;
@@ -187,6 +234,7 @@ static size_t find_run(uint64_t free, size_t n) {
 static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n) {
   uint64_t m = slice_mask(idx, n);
   _ra_chunk_lock(c);
+  noaccess_lift(c, m);
   atomic_fetch_and_explicit(&c->purge_slices, ~m, memory_order_relaxed);
   bool fresh = (c->dirty & m) == 0;
   c->dirty |= m;
@@ -242,6 +290,8 @@ ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices) {
 void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64_t free_since) {
   size_t idx = (size_t)(page - c->pages), n = page->slice_count;
   uint64_t m = slice_mask(idx, n);
+  /* A large block is alone in its span: freed, the span is that block (RAMALLOC_PROTECT_FREED). */
+  bool protect = page->block_size > RA_MEDIUM_MAX && page->block_size <= _ra_protect_freed;
   if (page->guarded) {
     size_t os_page = _ra_os_info()->page_size;
     _ra_mem_protect((uint8_t *)c + (idx + n) * RA_SLICE_SIZE - os_page, os_page, RA_PROT_READWRITE);
@@ -261,6 +311,8 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
   c->pages_in_use--;
   for (size_t i = idx; i < idx + n; i++) c->slice_free_ms[i] = free_since;
   atomic_fetch_or_explicit(&c->purge_slices, m & c->committed, memory_order_relaxed);
+  /* A freed large block faults when used, until span_take or a purge lifts it. */
+  if (protect && delay != 0) c->noaccess |= slices_protect(c, m & c->committed, RA_PROT_NONE);
   if (delay >= 0) _ra_chunk_purge_slices(c, now, (uint64_t)delay, false); /* those that aged */
   uint64_t latest = free_since;
   uint64_t waiting = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
@@ -474,6 +526,8 @@ static int huge_fit(ra_chunk_t *c, size_t count, const uint64_t *had, size_t off
     break;
   }
   bool zero = true, fresh = false;
+  for (size_t j = 0; j < count; j++) /* a freed huge block left these inaccessible */
+    if (slot_have(c, had, j) != 0) noaccess_lift((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), ~0ULL);
   for (size_t j = 0; j < count; j++) {
     uint64_t have = slot_have(c, had, j), need = slot_need(j, lo, hi), block = slot_need(j, lo, off + usable);
     if (have & ~need) _ra_chunk_decommit_slices((ra_chunk_t *)(base + j * RA_CHUNK_SIZE), have & ~need);
@@ -582,6 +636,7 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   c->chunk_count = (uint32_t)count;
   c->kind = RA_CHUNK_HUGE;
   c->committed = 1;
+  c->noaccess = 0;
   c->huge_block = block;
   c->huge_size = usable;
   c->huge_committed = end - off;
@@ -626,13 +681,26 @@ void _ra_huge_free(ra_chunk_t *c) {
   if (whole < off) whole = off;
   if (end > whole) _ra_mem_decommit(base + whole, end - whole);
   size_t kept = 0;
+  bool protect = c->huge_size <= _ra_protect_freed; /* read before the header is rewritten */
   for (size_t j = 0; j < count; j++) {
     uint64_t m = slot_need(j, off, whole); /* slot 0 always holds its header slice */
     if (!(m & 1)) break; /* the committed range is contiguous: no later slot holds any */
     ra_chunk_t *cj = (ra_chunk_t *)(base + j * RA_CHUNK_SIZE);
     cj->committed = m;
     cj->dirty = m;
+    /* The block's slices fault when used, until the slot is reused or purged; not the slot's first
+     * slice, which holds this header from now on. */
+    cj->noaccess = protect ? slices_protect(cj, m & ~1ULL, RA_PROT_NONE) : 0;
     kept = j + 1;
+  }
+  /* The slice the block ends in, given back just now: in overcommit mode it would read as zero, so
+   * it is made inaccessible too (in protect mode decommitted memory is already). Its slot must be
+   * one that keeps a header, and the slice must not be that header. */
+  size_t tail = whole / RA_SLICE_SIZE;
+  if (protect && end > whole && tail / RA_SLICES < kept && tail % RA_SLICES != 0 &&
+      _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT) {
+    ra_chunk_t *ct = (ra_chunk_t *)(base + (tail / RA_SLICES) * RA_CHUNK_SIZE);
+    ct->noaccess |= slices_protect(ct, 1ULL << (tail % RA_SLICES), RA_PROT_NONE);
   }
   _ra_arena_run_free(arena, index, count, kept, _ra_now_ms());
 }

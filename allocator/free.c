@@ -276,31 +276,40 @@ void ra_free(void *p) {
 
 /* ---- Questions about a pointer -------------------------------------------------------------------- */
 
-/* Usable bytes from p to the end of its block; *ok false when p is not a block ramalloc holds. */
+/* Usable bytes from p to the end of its block; *ok false when p is not a live block ramalloc holds
+ * (the owner thread also recognises a block it freed itself, as free does). */
 size_t _ra_usable_size_checked(const void *p, bool *ok) {
   located_t at;
   *ok = false;
   if (p == NULL || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(p))) return 0; /* quick: not ours */
-  if (locate(p, &at) != LOCATE_OK) return 0;
+  if (locate(p, &at) != LOCATE_OK || is_double_free(&at)) return 0;
   *ok = true;
   const uint8_t *end = at.page == NULL ? at.chunk->huge_block + at.chunk->huge_size
                                        : (const uint8_t *)at.block + at.page->block_size;
   return (size_t)(end - (const uint8_t *)p);
 }
 
+/* The usable size of something that is not a live block: name it (as free would), then 0. */
+static RA_COLD size_t usable_size_refused(const void *p) {
+  located_t at;
+  int r = locate(p, &at);
+  _ra_misuse_usable(r == LOCATE_OK ? RA_MISUSE_DOUBLE_FREE : (ra_misuse_t)r, p);
+  return 0; /* RAMALLOC_ON_ERROR=warn */
+}
+
 size_t ra_usable_size(const void *p) {
   bool ok;
+  if (p == NULL) return 0;
+  size_t usable = _ra_usable_size_checked(p, &ok);
+  if (RA_UNLIKELY(!ok)) return usable_size_refused(p);
 #if RA_ANNOTATE
   /* Asking grants it: the program may use every byte the answer covers (malloc_usable_size). */
-  size_t usable = _ra_usable_size_checked(p, &ok);
-  if (ok && usable > 0) {
+  if (usable > 0) {
     size_t live = ra_ann_live_size(p, usable);
     if (live > 0 && live < usable) ra_ann_resize((void *)p, live, usable, usable);
   }
-  return usable;
-#else
-  return _ra_usable_size_checked(p, &ok);
 #endif
+  return usable;
 }
 
 bool ra_owns(const void *p) {
@@ -327,4 +336,99 @@ bool ra_owns(const void *p) {
            (const uint8_t *)p < c->huge_block + c->huge_size;
   }
   return false;
+}
+
+/* ---- Sized frees: C++ sized delete, C23 free_sized and free_aligned_sized --------------------------- */
+
+/* The size class that serves a request of `size` bytes aligned to `align` (a power of two; up to
+ * RA_ALIGN for the plain family), or RA_CLASS_HUGE, as ra_malloc and malloc_aligned (alloc.c)
+ * choose it. *request gets the byte count a huge block was made for. */
+static size_t class_for(size_t size, size_t align, size_t *request) {
+  *request = size == 0 ? 1 : size;
+  if (align <= RA_ALIGN) return size <= RA_LARGE_MAX ? _ra_size_class(size) : RA_CLASS_HUGE;
+  if (align > RA_SLICE_SIZE || size > RA_LARGE_MAX) return RA_CLASS_HUGE;
+  size_t cls = _ra_size_class(size), bs = _ra_class_size[cls];
+  if (bs % align == 0 || bs > RA_MEDIUM_MAX) return cls;
+  size_t n = *request + align - RA_ALIGN;
+  return n <= RA_LARGE_MAX ? _ra_size_class(n) : RA_CLASS_HUGE;
+}
+
+/* Could the located block at p have been handed out for `size` bytes aligned to `align`?
+ * exact: the block came straight from an allocation (operator new, aligned_alloc), so the size
+ * maps to the block's own class, or for a huge block to its page-rounded size. Otherwise
+ * (free_sized: the block may have been resized by realloc, which keeps a block when the new size
+ * is between half its usable size and all of it) any size from half the usable size up passes. */
+static bool size_fits(const located_t *at, const void *p, size_t size, size_t align, bool exact) {
+  if (align > RA_ALIGN && ((uintptr_t)p & (align - 1)) != 0) return false;
+  size_t request, cls = class_for(size, align, &request);
+  size_t usable;
+  bool same;
+  if (at->page == NULL) {
+    usable = at->chunk->huge_size - (size_t)((const uint8_t *)p - at->chunk->huge_block);
+    same = cls == RA_CLASS_HUGE && _ra_align_up(request, _ra_os_info()->page_size) == at->chunk->huge_size;
+  } else {
+    usable = (size_t)((const uint8_t *)at->block + at->page->block_size - (const uint8_t *)p);
+    same = cls == at->page->class_idx;
+  }
+  if (same || size > usable) return same && size <= usable;
+  return !exact && size >= usable / 2;
+}
+
+/* Off the quick check: find the block properly. A pointer that is not a block is left to ra_free,
+ * which names what is wrong with it; so is a double free (its page's class may say nothing). */
+static RA_NOINLINE void free_sized_checked(void *p, size_t size, size_t align, ra_sized_op_t op) {
+  located_t at;
+  if (locate(p, &at) == LOCATE_OK && !is_double_free(&at) &&
+      !size_fits(&at, p, size, align, op != RA_SIZED_FREE)) {
+    _ra_misuse_size(op, p, size, align);
+    return; /* warn mode: refused, the block stays live */
+  }
+  ra_free(p);
+}
+
+/* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
+ * The quick check covers the common case, a block at the start of a page's first slice of a class
+ * served by ra_malloc: the size's class must be the page's. Past the check, the block goes on its
+ * page's free list the way ra_free's fast path does it (the same conditions, in the same order:
+ * keep the two in step); the size saves nothing there, but one lookup of the chunk and page serves
+ * both the check and the free. */
+static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
+  uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
+  if (RA_LIKELY(_ra_chunk_map_has_n(n) && align <= RA_ALIGN && size <= RA_LARGE_MAX)) {
+    ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
+    ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
+    uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+    if (RA_LIKELY(!(flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE | RA_PAGE_HAS_ALIGNED)) &&
+                  _ra_size_class(size) == page->class_idx)) {
+      ra_block_t *b = p;
+      uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
+      uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
+      if (RA_LIKELY(flags == 0 && atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
+                    q < _ra_page_capacity(page) && (!RA_CHECKS || q * page->block_size == off) &&
+                    !_ra_block_looks_free(b))) {
+        RA_ANN_FREE_ENTRY(p);
+        RA_ANN_FREE_BLOCK(b, page->block_size);
+        _ra_block_set_next(b, page->free);
+        page->free = b;
+        page->free_is_zero = 0;
+        if (RA_UNLIKELY(--page->used == 0)) free_retire(_ra_heap_current(), page);
+        return;
+      }
+      ra_free(p);
+      return;
+    }
+  }
+  if (p == NULL) return;
+  free_sized_checked(p, size, align, op);
+}
+
+void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) { free_sized(p, size, align, op); }
+
+/* Sized delete without an alignment: the common case, compiled for it. */
+void _ra_delete_sized(void *p, size_t size) { free_sized(p, size, 0, RA_SIZED_DELETE); }
+
+void ra_free_sized(void *p, size_t size) { free_sized(p, size, 0, RA_SIZED_FREE); }
+
+void ra_free_aligned_sized(void *p, size_t alignment, size_t size) {
+  free_sized(p, size, alignment, RA_SIZED_FREE_ALIGNED);
 }

@@ -11,6 +11,7 @@ ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_e
 
 bool _ra_commit_whole_chunks;
 bool _ra_guard_pages;
+size_t _ra_protect_freed;
 uintptr_t _ra_key; /* free-list link secret, set once before the first block exists */
 
 static ra_lock_t init_lock = RA_LOCK_INIT;
@@ -40,6 +41,7 @@ void _ra_init(void) {
      * chunks: neighbouring chunks then merge into one mapping. See docs/os-layer.md. */
     _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
     _ra_guard_pages = _ra_option(RA_OPT_GUARD_PAGES) != 0;
+    _ra_protect_freed = (size_t)_ra_option(RA_OPT_PROTECT_FREED);
     _ra_purge_init();
     _ra_thread_init(heap_thread_done);
     if (_ra_option(RA_OPT_VERBOSE)) {

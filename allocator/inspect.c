@@ -701,7 +701,7 @@ static const field_t chunk_fields[] = {
   FIELD(ra_chunk_t, index),        FIELD(ra_chunk_t, chunk_count),  FIELD(ra_chunk_t, kind),
   FIELD(ra_chunk_t, abandoned),    FIELD(ra_chunk_t, lock),         FIELD(ra_chunk_t, free_count),
   FIELD(ra_chunk_t, free_slices),  FIELD(ra_chunk_t, committed),    FIELD(ra_chunk_t, dirty),
-  FIELD(ra_chunk_t, purge_slices), FIELD(ra_chunk_t, pages_in_use), FIELD(ra_chunk_t, next),
+  FIELD(ra_chunk_t, purge_slices), FIELD(ra_chunk_t, pages_in_use), FIELD(ra_chunk_t, noaccess), FIELD(ra_chunk_t, next),
   FIELD(ra_chunk_t, prev),         FIELD(ra_chunk_t, huge_block),   FIELD(ra_chunk_t, huge_size),
   FIELD(ra_chunk_t, huge_committed), FIELD(ra_chunk_t, slice_free_ms), FIELD(ra_chunk_t, pages),
 };

@@ -52,6 +52,7 @@
 #define RA_LARGE_MAX ((size_t)2 << 20)     /* up to here: one block per span; above: huge */
 #define RA_DIRECT_MAX 1024                 /* sizes served by heap->direct[] on the fast path */
 #define RA_DIRECT_COUNT (RA_DIRECT_MAX / RA_ALIGN + 1)
+#define RA_PROTECT_FREED_DEFAULT ((size_t)2 << 20) /* RAMALLOC_PROTECT_FREED (docs/robustness.md) */
 #define RA_EXTEND_BYTES 4096               /* a page is carved about this much at a time */
 
 /* Size classes: 16..128 in steps of 16 (8 classes), then 8 per power of two up to RA_LARGE_MAX. */
@@ -211,6 +212,8 @@ struct ra_chunk_s {
   _Atomic(uint64_t) purge_slices; /* bit i: slice i is free and holds memory not yet purged */
   uint32_t pages_in_use;
   uint32_t _pad2;
+  uint64_t noaccess;           /* bit i: slice i is made inaccessible, it held a freed large or huge
+                                  block (RAMALLOC_PROTECT_FREED; lifted when the slice is reused) */
   ra_chunk_t *next, *prev;     /* heap's chunk lists, or the abandoned list */
   /* huge chunks only */
   uint8_t *huge_block;         /* the block handed out (may be past slice 1 when aligned) */
@@ -325,6 +328,7 @@ typedef enum ra_option_e {
   RA_OPT_DUMP_LAYOUT,    /* string (_ra_option_str): layout dump file, written at exit */
   RA_OPT_DUMP_SIGNAL,    /* signal number asking for a layout dump while running; 0: none */
   RA_OPT_GUARD_PAGES,    /* an inaccessible OS page after every page and huge block */
+  RA_OPT_PROTECT_FREED,  /* freed large and huge blocks up to this size inaccessible until reused */
   RA_OPT_COUNT
 } ra_option_t;
 
@@ -366,6 +370,17 @@ typedef enum ra_misuse_e {
   RA_MISUSE_FOREIGN,     /* "<op> of a pointer ramalloc did not hand out" */
 } ra_misuse_t;
 void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
+/* ra_usable_size / malloc_usable_size of something that is not a live block:
+ * "ramalloc: usable size of <a freed block | an interior pointer | ...> 0x..." (warn mode: 0). */
+void _ra_misuse_usable(ra_misuse_t kind, const void *p) RA_COLD;
+/* A sized free whose size (or alignment) cannot belong to the block:
+ * "ramalloc: <op> of 0x... with the wrong size N" (", alignment A" for the aligned forms). */
+typedef enum ra_sized_op_e {
+  RA_SIZED_DELETE,       /* C++ sized operator delete (exact: the block came from operator new) */
+  RA_SIZED_FREE,         /* C23 free_sized (the block may have been resized by realloc) */
+  RA_SIZED_FREE_ALIGNED, /* C23 free_aligned_sized (exact: the block came from aligned_alloc) */
+} ra_sized_op_t;
+void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) RA_COLD;
 void _ra_corrupt_list(const void *near) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
 
@@ -472,6 +487,7 @@ void _ra_thread_wake(_Atomic(uint32_t) *word);
 extern ra_heap_t _ra_heap_empty;
 extern bool _ra_commit_whole_chunks; /* set once at initialisation */
 extern bool _ra_guard_pages;         /* RAMALLOC_GUARD_PAGES, set once at initialisation */
+extern size_t _ra_protect_freed;     /* RAMALLOC_PROTECT_FREED (largest block protected; 0: off), set once */
 ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 void _ra_init(void);
@@ -510,6 +526,8 @@ void _ra_free_generic(void *p);
 bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
 void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
 size_t _ra_usable_size_checked(const void *p, bool *ok);
+void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op);
+void _ra_delete_sized(void *p, size_t size);
 
 /* ---- Small inline helpers ------------------------------------------------------------------------ */
 

@@ -47,6 +47,9 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_GUARD_PAGES] = {"GUARD_PAGES", OPT_BOOL, 0, NULL,
                           "put an inaccessible OS page at the end of every page and after every huge "
                           "block, so that running off the end faults (costs memory and mappings)"},
+  [RA_OPT_PROTECT_FREED] = {"PROTECT_FREED", OPT_SIZE, (long long)RA_PROTECT_FREED_DEFAULT, NULL,
+                            "freed blocks larger than 64 KiB and at most this size (K/M/G; 0: none) are "
+                            "inaccessible until their memory is reused, so a use after free faults"},
 };
 
 static long long opt_value[RA_OPT_COUNT];

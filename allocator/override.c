@@ -34,6 +34,13 @@ RA_PUBLIC void *aligned_alloc(size_t a, size_t n) { return ra_aligned_alloc(a, n
 RA_PUBLIC int posix_memalign(void **out, size_t a, size_t n) { return ra_posix_memalign(out, a, n); }
 RA_PUBLIC size_t malloc_usable_size(void *p) { return ra_usable_size(p); }
 
+/* C23 (glibc 2.36 does not have them yet): a free that is told the size, and the alignment, the
+ * block was asked for; a size that cannot belong to the block is reported (docs/robustness.md). */
+RA_PUBLIC void free_sized(void *p, size_t n);
+RA_PUBLIC void free_sized(void *p, size_t n) { ra_free_sized(p, n); }
+RA_PUBLIC void free_aligned_sized(void *p, size_t a, size_t n);
+RA_PUBLIC void free_aligned_sized(void *p, size_t a, size_t n) { ra_free_aligned_sized(p, a, n); }
+
 RA_PUBLIC void *reallocarray(void *p, size_t c, size_t n) {
   size_t total;
   if (__builtin_mul_overflow(c, n, &total)) {

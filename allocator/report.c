@@ -176,6 +176,29 @@ void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) {
   }
 }
 
+void _ra_misuse_usable(ra_misuse_t kind, const void *p) {
+  const char *op = "usable size";
+  switch (kind) {
+    case RA_MISUSE_DOUBLE_FREE: report_and_stop("ramalloc: %s of a freed block %p\n", op, p); break;
+    case RA_MISUSE_INTERIOR: report_and_stop("ramalloc: %s of an interior pointer %p\n", op, p); break;
+    case RA_MISUSE_METADATA: report_and_stop("ramalloc: %s of a pointer into allocator metadata %p\n", op, p); break;
+    case RA_MISUSE_FOREIGN: report_and_stop("ramalloc: %s of a pointer ramalloc did not hand out %p\n", op, p); break;
+  }
+}
+
+void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) {
+  static const char *const names[] = {
+    [RA_SIZED_DELETE] = "sized delete",
+    [RA_SIZED_FREE] = "free_sized",
+    [RA_SIZED_FREE_ALIGNED] = "free_aligned_sized",
+  };
+  if (align > RA_ALIGN || op == RA_SIZED_FREE_ALIGNED)
+    _ra_write(2, "ramalloc: %s of %p with the wrong size %zu, alignment %zu\n", names[op], p, size, align);
+  else
+    _ra_write(2, "ramalloc: %s of %p with the wrong size %zu\n", names[op], p, size);
+  if (_ra_option(RA_OPT_ON_ERROR) != RA_ON_ERROR_WARN) abort();
+}
+
 void _ra_corrupt_list(const void *near) {
   report_and_stop("ramalloc: %s corrupted (write after free or overflow) near %p\n", "free list", near);
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per malloc/free pair (32-byte blocks, 1,024 live, random replacement), counted by
 # callgrind as the difference between two step counts, minus the loop's own cost.
+# The same loop through C++'s operator new and sized / plain delete (pair_new.cpp), with
+# libramalloc.so preloaded, follows.
 # Usage: bench/pair_instructions.sh [BUILD_DIR]   (BUILD_DIR holds libramalloc.so; default build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,3 +37,11 @@ for lib in /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 /usr/lib/x86_64-linux-gnu/
   name=$(basename "$lib" | sed 's/^lib//; s/\.so.*//')
   report "$name (preloaded)" "$(per_step "$name" "$tmp/pair_glibc" LD_PRELOAD="$lib" | awk '{print $2}')"
 done
+cxx=${CXX:-c++}
+$cxx -O2 -std=c++17 -o "$tmp/pair_new_sized" "$here/pair_new.cpp"
+$cxx -O2 -std=c++17 -DPAIR_UNSIZED -o "$tmp/pair_new_plain" "$here/pair_new.cpp"
+report "new + sized delete (ramalloc preloaded)" \
+  "$(per_step new_sized "$tmp/pair_new_sized" LD_PRELOAD="$build/libramalloc.so" | awk '{print $2}')"
+report "new + delete (ramalloc preloaded)" \
+  "$(per_step new_plain "$tmp/pair_new_plain" LD_PRELOAD="$build/libramalloc.so" | awk '{print $2}')"
+report "new + sized delete (glibc)" "$(per_step new_glibc "$tmp/pair_new_sized" | awk '{print $2}')"

@@ -55,6 +55,13 @@ RA_EXPORT RA_NOTHROW RA_ALLOC_SIZE(2) RA_WARN_UNUSED void *ra_realloc(void *p, s
 /* Free a block returned by ramalloc. NULL is ignored. */
 RA_EXPORT RA_NOTHROW void ra_free(void *p);
 
+/* C23 free_sized: free a block of ra_malloc/ra_calloc/ra_realloc, given the size it was last asked
+ * for. A size that cannot belong to the block is reported as a misuse (docs/robustness.md). */
+RA_EXPORT RA_NOTHROW void ra_free_sized(void *p, size_t size);
+
+/* C23 free_aligned_sized: free a block of ra_aligned_alloc(alignment, size), given both. */
+RA_EXPORT RA_NOTHROW void ra_free_aligned_sized(void *p, size_t alignment, size_t size);
+
 /* C11 aligned_alloc: alignment must be a power of two (NULL with EINVAL otherwise). The size need not
  * be a multiple of the alignment. Alignments up to the arena reservation are served. */
 RA_EXPORT RA_NOTHROW RA_MALLOC_ATTR RA_ALLOC_ALIGN(1) RA_ALLOC_SIZE(2) RA_WARN_UNUSED void *
@@ -64,7 +71,9 @@ ra_aligned_alloc(size_t alignment, size_t size);
  * power-of-two multiple of sizeof(void *), ENOMEM when out of memory. *out is untouched on error. */
 RA_EXPORT RA_NOTHROW int ra_posix_memalign(void **out, size_t alignment, size_t size);
 
-/* Bytes usable in the block (at least what was asked for). 0 for NULL. */
+/* Bytes usable in the block (at least what was asked for). 0 for NULL. A pointer that is not a live
+ * block (freed, interior, never handed out by ramalloc) is reported as a misuse like a bad free
+ * (docs/robustness.md); with RAMALLOC_ON_ERROR=warn the answer is then 0. */
 RA_EXPORT RA_NOTHROW size_t ra_usable_size(const void *p);
 
 /* True if p lies inside a block (live or free) of a ramalloc arena. Never faults, whatever p is. */

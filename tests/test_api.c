@@ -646,6 +646,43 @@ static int static_data = 42;
 static const char static_text[] = "not from ramalloc";
 static __thread int tls_var;
 
+/* ra_free_sized and ra_free_aligned_sized accept every size a block can have been asked for: the
+ * allocation's own size at every class boundary, and the size of a realloc that kept the block
+ * (down to half its usable size); aligned blocks with their alignment. No report, blocks reused. */
+static void test_free_sized_accepts(void **state) {
+  (void)state;
+  ra_stats_t before, after;
+  ra_stats_get(&before);
+  for (size_t b = 16; b <= ((size_t)5 << 20); b += b <= 128 ? 16 : (size_t)1 << (63 - __builtin_clzll(b - 1) - 3)) {
+    size_t sizes[] = {b - 1, b, b + 1};
+    for (int i = 0; i < 3; i++) {
+      void *p = ra_malloc(sizes[i]);
+      assert_non_null(p);
+      ra_free_sized(p, sizes[i]);
+      p = ra_calloc(1, sizes[i]);
+      ra_free_sized(p, sizes[i]);
+      p = ra_malloc(sizes[i]);
+      size_t u = ra_usable_size(p);
+      size_t shrunk = u / 2 + 1;
+      void *q = ra_realloc(p, shrunk);
+      assert_non_null(q);
+      ra_free_sized(q, shrunk);
+    }
+  }
+  ra_free_sized(ra_malloc(0), 0);
+  ra_free_sized(NULL, 100);
+  const size_t aligns[] = {8, 16, 32, 64, 256, 4096, 65536, (size_t)1 << 20, (size_t)8 << 20};
+  const size_t sizes[] = {0, 1, 24, 100, 1000, 5000, 70000, 300000, (size_t)2 << 20, (size_t)5 << 20};
+  for (size_t a = 0; a < sizeof aligns / sizeof aligns[0]; a++)
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+      void *p = ra_aligned_alloc(aligns[a], sizes[s]);
+      assert_non_null(p);
+      ra_free_aligned_sized(p, aligns[a], sizes[s]);
+    }
+  ra_stats_get(&after);
+  assert_int_equal(after.live_blocks, before.live_blocks); /* every one of them was freed */
+}
+
 static void test_owns(void **state) {
   (void)state;
   int local = 0;
@@ -853,6 +890,7 @@ int main(void) {
       cmocka_unit_test(test_calloc_after_realloc),
       cmocka_unit_test(test_calloc_over_dirty_chunks),
       cmocka_unit_test(test_huge_reuse),
+      cmocka_unit_test(test_free_sized_accepts),
       cmocka_unit_test(test_owns),
       cmocka_unit_test(test_owns_never_faults_nearby),
       cmocka_unit_test(test_stats),

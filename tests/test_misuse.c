@@ -38,6 +38,9 @@ static void (*volatile A_FREE)(void *) = free;
 static size_t (*volatile A_USABLE)(void *) = malloc_usable_size;
 static int (*volatile posix_memalign_fn)(void **, size_t, size_t) = posix_memalign;
 static void collect_fn(void) { malloc_trim(0); } /* ramalloc's malloc_trim is ra_collect(true) */
+static void a_free_sized(void *p, size_t n);
+static void a_free_aligned_sized(void *p, size_t a, size_t n);
+#define A_ALIGNED aligned_alloc
 #else
 #include "test_common.h"
 #include "internal.h"
@@ -47,6 +50,9 @@ static void collect_fn(void) { malloc_trim(0); } /* ramalloc's malloc_trim is ra
 #define A_FREE ra_free
 #define A_USABLE ra_usable_size
 #define posix_memalign_fn ra_posix_memalign
+#define a_free_sized ra_free_sized
+#define a_free_aligned_sized ra_free_aligned_sized
+#define A_ALIGNED ra_aligned_alloc
 static void collect_fn(void) { ra_collect(true); }
 #endif
 
@@ -59,6 +65,21 @@ extern char **environ;
 static bool warn_mode;
 
 #include "test_child.h" /* say, child_fail and CHECK */
+
+#ifdef MISUSE_PRELOAD
+/* C23's free_sized and free_aligned_sized: glibc 2.36 has neither, libramalloc.so has both. */
+#include <dlfcn.h>
+static void a_free_sized(void *p, size_t n) {
+  void (*f)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+  CHECK(f != NULL, "free_sized is not defined (is libramalloc.so preloaded?)");
+  f(p, n);
+}
+static void a_free_aligned_sized(void *p, size_t a, size_t n) {
+  void (*f)(void *, size_t, size_t) = (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+  CHECK(f != NULL, "free_aligned_sized is not defined (is libramalloc.so preloaded?)");
+  f(p, a, n);
+}
+#endif
 
 /* The line ramalloc must print next: "ramalloc: <what> 0x<lowercase hex>". */
 static void expect(const char *what, const void *p) { say("expect:ramalloc: %s 0x%" PRIxPTR "\n", what, (uintptr_t)p); }
@@ -726,6 +747,106 @@ static void sc_warn_sequence(void) {
   expect_valid("after many misuses");
 }
 
+/* ---- usable size of something that is not a live block ----------------------------------------- */
+
+/* ra_usable_size / malloc_usable_size(p) as a misuse: reported; in warn mode 0 and nothing changed. */
+static void misuse_usable(const void *p, const char *what) {
+  expect(what, p);
+  SNAP();
+  size_t u = A_USABLE(launder(p));
+  after_misuse("usable size");
+  CHECK(u == 0, "usable size of a bad pointer %p: %zu, want 0", p, u);
+  SNAP_CHECK("a refused usable size");
+}
+
+static void usable_freed(size_t size) {
+  void *keep = A_MALLOC(size); /* the page (or chunk) stays in use */
+  void *p = A_MALLOC(size);
+  CHECK(keep && p, "malloc(%zu) failed", size);
+  A_FREE(p);
+  misuse_usable(p, "usable size of a freed block");
+  A_FREE(keep);
+}
+static void sc_usable_freed_small(void) { usable_freed(SZ_SMALL); }
+static void sc_usable_freed_large(void) { usable_freed(SZ_LARGE); }
+static void sc_usable_freed_huge(void) { usable_freed(SZ_HUGE); }
+static void usable_interior(size_t size, size_t offset) {
+  unsigned char *p = A_MALLOC(size);
+  CHECK(p, "malloc(%zu) failed", size);
+  misuse_usable(p + offset, "usable size of an interior pointer");
+  CHECK(A_USABLE(p) >= size, "the block's own usable size changed");
+  A_FREE(p);
+}
+static void sc_usable_interior_small(void) { usable_interior(SZ_INTERIOR, 16); }
+static void sc_usable_interior_huge(void) { usable_interior(SZ_HUGE, 4096); }
+static void sc_usable_foreign_stack(void) {
+  char local[64];
+  local[0] = 1;
+  misuse_usable(local, "usable size of a pointer ramalloc did not hand out");
+}
+static void sc_usable_foreign_static(void) {
+  static char stat[64];
+  misuse_usable(stat, "usable size of a pointer ramalloc did not hand out");
+}
+#ifndef MISUSE_PRELOAD
+static void sc_usable_foreign_glibc(void) {
+  char *g = malloc(100);
+  CHECK(g != NULL, "glibc's malloc failed");
+  memset(g, 1, 100);
+  misuse_usable(g, "usable size of a pointer ramalloc did not hand out");
+  free(g);
+}
+static void sc_usable_metadata(void) {
+  void *p = A_MALLOC(SZ_SMALL);
+  misuse_usable((unsigned char *)_ra_chunk_of(p) + 100, "usable size of a pointer into allocator metadata");
+  A_FREE(p);
+}
+#endif
+
+/* ---- sized frees (C23 free_sized, free_aligned_sized) -------------------------------------------- */
+
+/* free_sized(p, n) / free_aligned_sized(p, align, n) with a size that cannot belong to the block:
+ * "ramalloc: free_sized of 0x... with the wrong size N"; warn mode: refused, the block stays live
+ * and is freed afterwards with the right size. align 0: free_sized. */
+static void sized_wrong(size_t size, size_t align, size_t wrong_size, size_t wrong_align) {
+  unsigned char *p = align != 0 ? A_ALIGNED(align, size) : A_MALLOC(size);
+  CHECK(p, "allocation of %zu failed", size);
+  size_t fill_n = size < 4096 ? size : 4096;
+  fill(p, fill_n, 9);
+  SNAP();
+  if (align == 0)
+    say("expect:ramalloc: free_sized of 0x%" PRIxPTR " with the wrong size %zu\n", (uintptr_t)p, wrong_size);
+  else
+    say("expect:ramalloc: free_aligned_sized of 0x%" PRIxPTR " with the wrong size %zu, alignment %zu\n",
+        (uintptr_t)p, wrong_size, wrong_align);
+  if (align == 0) a_free_sized(launder(p), wrong_size);
+  else a_free_aligned_sized(launder(p), wrong_align, wrong_size);
+  after_misuse(align == 0 ? "free_sized" : "free_aligned_sized");
+  SNAP_CHECK("a refused sized free");
+  CHECK(intact(p, fill_n, 9), "the block changed after a refused sized free");
+  if (align == 0) a_free_sized(p, size);
+  else a_free_aligned_sized(p, align, size);
+  expect_valid("after the right sized free");
+}
+
+static void sc_free_sized_larger(void) { sized_wrong(SZ_SMALL, 0, 100, 0); }        /* 48-byte class */
+static void sc_free_sized_smaller(void) { sized_wrong(1000, 0, 100, 0); }          /* below half the block */
+static void sc_free_sized_large(void) { sized_wrong(SZ_LARGE, 0, SZ_LARGE + 40000, 0); }
+static void sc_free_sized_huge(void) { sized_wrong(8 << 20, 0, 1 << 20, 0); }
+static void sc_free_aligned_sized_size(void) { sized_wrong(100, 256, 3000, 256); }
+static void sc_free_aligned_sized_align(void) { /* a block at a 64-byte but not 4096-byte boundary */
+  void *keep[8];
+  int k = 0;
+  unsigned char *p = A_ALIGNED(64, 100);
+  while (((uintptr_t)p & 4095) == 0 && k < 8) {
+    keep[k++] = p;
+    p = A_ALIGNED(64, 100);
+  }
+  A_FREE(p);
+  for (int i = 0; i < k; i++) A_FREE(keep[i]);
+  sized_wrong(100, 64, 100, 4096);
+}
+
 /* ---- the scenario table --------------------------------------------------------------------------- */
 
 typedef struct scenario_s {
@@ -802,6 +923,23 @@ static const scenario_t scenarios[] = {
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
 #endif
     {"warn_sequence", sc_warn_sequence, false},
+    {"usable_freed_small", sc_usable_freed_small, false},
+    {"usable_freed_large", sc_usable_freed_large, false},
+    {"usable_freed_huge", sc_usable_freed_huge, false},
+    {"usable_interior_small", sc_usable_interior_small, false},
+    {"usable_interior_huge", sc_usable_interior_huge, false},
+    {"usable_foreign_stack", sc_usable_foreign_stack, false},
+    {"usable_foreign_static", sc_usable_foreign_static, false},
+#ifndef MISUSE_PRELOAD
+    {"usable_foreign_glibc", sc_usable_foreign_glibc, false},
+    {"usable_metadata", sc_usable_metadata, false},
+#endif
+    {"free_sized_larger", sc_free_sized_larger, false},
+    {"free_sized_smaller", sc_free_sized_smaller, false},
+    {"free_sized_large", sc_free_sized_large, false},
+    {"free_sized_huge", sc_free_sized_huge, false},
+    {"free_aligned_sized_size", sc_free_aligned_sized_size, false},
+    {"free_aligned_sized_align", sc_free_aligned_sized_align, false},
 };
 enum { NSCENARIOS = sizeof scenarios / sizeof scenarios[0] };
 
@@ -1050,7 +1188,8 @@ static const char *const preload_names[] = {
     "double_free_after_realloc", "realloc_freed_small", "realloc_freed_huge", "interior_free_small",
     "interior_realloc_small", "interior_free_huge", "foreign_stack",      "foreign_static_realloc",
     "foreign_garbage", "warn_sequence", "never_given_uncarved_16", "never_given_uncarved_1024",
-    "never_given_uncarved_remote",
+    "never_given_uncarved_remote", "usable_freed_small", "usable_freed_huge", "usable_interior_small",
+    "usable_foreign_stack", "free_sized_larger", "free_sized_huge", "free_aligned_sized_size",
 };
 enum { NPRELOAD = sizeof preload_names / sizeof preload_names[0] };
 #else
