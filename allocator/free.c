@@ -193,6 +193,9 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   ra_page_t *page;
   ra_block_t *block;
   if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
+  if (RA_UNLIKELY(_ra_prof_route) &&
+      (page == NULL || (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_SAMPLED)))
+    _ra_prof_free(block);
   if (page == NULL) {
 #if RA_ANNOTATE
     huge_freed(chunk);

@@ -68,7 +68,9 @@ static void *dumper_main(void *arg) {
     ssize_t n = read(dump_pipe[0], bytes, sizeof bytes); /* signals that came together: one dump */
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return NULL;
-    _ra_inspect_dump_configured(atomic_fetch_add(&dump_serial, 1) + 1, "signal");
+    unsigned serial = atomic_fetch_add(&dump_serial, 1) + 1;
+    _ra_inspect_dump_configured(serial, "signal");
+    _ra_prof_dump_configured(serial);
   }
 }
 
@@ -116,14 +118,18 @@ static int stats_fd = -1;
 /* At load time: pthread_create may allocate, which is safe here and not inside malloc. */
 __attribute__((constructor)) static void inspect_init(void) {
   _ra_init();
-  if (_ra_option(RA_OPT_SHOW_STATS)) {
+  if (_ra_option(RA_OPT_SHOW_STATS) || _ra_option(RA_OPT_LEAKS)) {
     stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
     if (stats_fd < 0) stats_fd = 2;
   }
   int sig = (int)_ra_option(RA_OPT_DUMP_SIGNAL);
   if (sig > 0) dumper_start(sig);
+  _ra_prof_start();
 }
 
 /* A destructor runs after every atexit handler and, for a preloaded library, after the destructors
  * of the program's own libraries: the figures are those of the process's very end. */
-__attribute__((destructor)) static void inspect_exit(void) { _ra_inspect_at_exit(stats_fd); }
+__attribute__((destructor)) static void inspect_exit(void) {
+  _ra_inspect_at_exit(stats_fd);
+  _ra_prof_at_exit(stats_fd >= 0 ? stats_fd : 2);
+}

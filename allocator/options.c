@@ -47,6 +47,18 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_GUARD_PAGES] = {"GUARD_PAGES", OPT_BOOL, 0, NULL,
                           "put an inaccessible OS page at the end of every page and after every huge "
                           "block, so that running off the end faults (costs memory and mappings)"},
+  [RA_OPT_PROFILE] = {"PROFILE", OPT_SIZE, 0, NULL,
+                      "heap profiler: sample one allocation per this many bytes on average (K/M/G; 0: off)"},
+  [RA_OPT_PROFILE_FILE] = {"PROFILE_FILE", OPT_STRING, 0, NULL,
+                           "heap profile (google-pprof's format) written at exit; default ramalloc.%p.heap "
+                           "when profiling (%p: the process id)"},
+  [RA_OPT_LEAKS] = {"LEAKS", OPT_BOOL, 0, NULL,
+                    "list the sampled call sites whose blocks are still live at exit (profiles at the "
+                    "default rate unless RAMALLOC_PROFILE says otherwise)"},
+  [RA_OPT_TIMELINE] = {"TIMELINE", OPT_STRING, 0, NULL,
+                       "write reserved, committed, resident, live and purged bytes over time to this CSV "
+                       "file (%p: the process id)"},
+  [RA_OPT_TIMELINE_MS] = {"TIMELINE_MS", OPT_INT, 10, NULL, "milliseconds between timeline rows"},
 };
 
 static long long opt_value[RA_OPT_COUNT];
