@@ -20,10 +20,13 @@
  * falls through to _ra_malloc_generic, which calls _ra_prof_note. Profiling off costs the fast
  * paths nothing; on, every small allocation pays the generic path (docs/performance.md).
  *
- * Frees. A sampled block's page gets RA_PAGE_SAMPLED (until the page is reused), which sends every
- * free of that page off the fast path to _ra_free_generic; there the block's address is looked up in
- * the sample table (huge blocks are always looked up: they always take the generic path). Blocks
- * of unsampled pages are freed as before.
+ * Frees. A page holding sampled blocks carries RA_PAGE_SAMPLED, which sends every free of that page
+ * off the fast path to _ra_free_generic; there the block's address is looked up in the sample table
+ * (huge blocks are always looked up: they always take the generic path). A count of live samples
+ * per page takes the flag off when the page's last sampled block is freed. The flag is an atomic
+ * read-modify-write of the page's flags byte, done under the profiler's lock together with the
+ * count, by whichever thread adds or removes the sample (the page cannot be reused meanwhile: the
+ * block is live until its free has finished). Blocks of unsampled pages are freed as before.
  *
  * Stacks. libunwind (Debian's libunwind8), loaded with dlopen when profiling starts, so the library
  * itself still links libc and pthreads alone: unw_backtrace walks the stack from the DWARF unwind
@@ -53,9 +56,11 @@
 #include <execinfo.h>
 #include <fcntl.h>
 #include <link.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -82,6 +87,7 @@ static TLS uint64_t rng_state;
 #define FRAMES_MAX ((size_t)1 << 21)
 #define SAMPLES_MAX ((size_t)1 << 20)
 #define SAMPLE_BUCKETS ((size_t)1 << 18)
+#define PAGE_SLOTS ((size_t)1 << 21)      /* > 2 * SAMPLES_MAX: load stays under 1/2 */
 #define NIL UINT32_MAX
 
 typedef struct pstack_s {
@@ -100,6 +106,13 @@ typedef struct sample_s {
   uint32_t next;               /* bucket chain, or the free list */
 } sample_t;
 
+/* How many live samples a page holds: its RA_PAGE_SAMPLED flag goes when the last one is freed, so
+ * the page's frees take the fast path again. */
+typedef struct page_count_s {
+  uintptr_t page; /* descriptor address, 0: empty */
+  size_t count;
+} page_count_t;
+
 typedef struct tables_s {
   pstack_t stacks[STACKS_MAX];
   uint32_t stack_slots[STACK_SLOTS]; /* index + 1, 0: empty */
@@ -107,6 +120,7 @@ typedef struct tables_s {
   sample_t samples[SAMPLES_MAX];
   uint32_t buckets[SAMPLE_BUCKETS];  /* first sample of the chain, NIL: none (set at start) */
   uint32_t order[STACKS_MAX];        /* scratch for sorting (under the lock) */
+  page_count_t pages[PAGE_SLOTS];    /* live samples per page descriptor (open addressing) */
 } tables_t;
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -236,6 +250,41 @@ static uint32_t stack_find_add(void *const *f, int n, uint64_t h) {
   }
 }
 
+static size_t page_slot(uintptr_t page) { return (size_t)((page >> 6) * 0x9e3779b97f4a7c15ULL >> 40) & (PAGE_SLOTS - 1); }
+
+/* Add d (+1 or -1) to the page's live samples; returns the new count. */
+static size_t page_count_add(uintptr_t page, int d) {
+  size_t mask = PAGE_SLOTS - 1, i = page_slot(page);
+  while (tab->pages[i].page != 0 && tab->pages[i].page != page) i = (i + 1) & mask;
+  page_count_t *e = &tab->pages[i];
+  if (e->page == 0) {
+    if (d < 0) return 0; /* not counted (cannot happen) */
+    e->page = page;
+    e->count = 0;
+  }
+  e->count += (size_t)(ptrdiff_t)d;
+  if (e->count != 0) return e->count;
+  /* Delete by shifting back the entries of the probe run that follows (no tombstones). */
+  size_t hole = i;
+  for (size_t j = (i + 1) & mask; tab->pages[j].page != 0; j = (j + 1) & mask) {
+    size_t home = page_slot(tab->pages[j].page);
+    /* j's entry may fill the hole if its home is not cyclically inside (hole, j] */
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      tab->pages[hole] = tab->pages[j];
+      hole = j;
+    }
+  }
+  tab->pages[hole].page = 0;
+  tab->pages[hole].count = 0;
+  return 0;
+}
+
+/* The descriptor of the page holding a block, NULL for a huge block. */
+static ra_page_t *page_of_block(uintptr_t addr) {
+  ra_chunk_t *chunk = _ra_chunk_of((void *)addr);
+  return chunk->kind == RA_CHUNK_HUGE ? NULL : _ra_page_of(chunk, (void *)addr);
+}
+
 static size_t bucket_of(uintptr_t addr) {
   return (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ULL >> 46) & (SAMPLE_BUCKETS - 1);
 }
@@ -258,6 +307,9 @@ static void sample_add(uintptr_t addr, size_t size, uint32_t stack) {
   s->stack = stack;
   s->next = tab->buckets[b];
   tab->buckets[b] = i;
+  /* The flag changes under the lock, with the count, so a set and a clear cannot cross. */
+  ra_page_t *pg = page_of_block(addr);
+  if (pg != NULL && page_count_add((uintptr_t)pg, 1) == 1) _ra_page_set_flag(pg, RA_PAGE_SAMPLED, true);
   pstack_t *st = &tab->stacks[stack];
   double w = weight(size);
   st->live_samples++;
@@ -272,6 +324,9 @@ static bool sample_remove(uintptr_t addr) {
     sample_t *s = &tab->samples[i];
     if (s->addr != addr) continue;
     *link = s->next;
+    /* The block is still live (its free has not pushed it anywhere yet): the page stays its page. */
+    ra_page_t *pg = page_of_block(addr);
+    if (pg != NULL && page_count_add((uintptr_t)pg, -1) == 0) _ra_page_set_flag(pg, RA_PAGE_SAMPLED, false);
     pstack_t *st = &tab->stacks[s->stack];
     if (--st->live_samples == 0) {
       st->live_count = st->live_bytes = 0; /* no rounding left over */
@@ -324,7 +379,6 @@ void _ra_prof_sample(void *p, size_t size) {
   if (depth > MAX_DEPTH) depth = MAX_DEPTH;
   if (depth < 0) depth = 0;
   uint64_t h = hash_frames(buf + skip, depth);
-  ra_chunk_t *chunk = _ra_chunk_of(p);
   pthread_mutex_lock(&prof_lock);
   uint32_t st = stack_find_add(buf + skip, depth, h);
   if (st == NIL) {
@@ -337,8 +391,6 @@ void _ra_prof_sample(void *p, size_t size) {
     sample_add((uintptr_t)p, size, st);
   }
   pthread_mutex_unlock(&prof_lock);
-  /* The caller owns the page (it just allocated from it), so the flag is its to set. */
-  if (st != NIL && chunk->kind != RA_CHUNK_HUGE) _ra_page_set_flag(_ra_page_of(chunk, p), RA_PAGE_SAMPLED, true);
   in_prof = false;
   _ra_prof_countdown = next;
 }
@@ -647,5 +699,120 @@ void _ra_prof_at_exit(int report_fd) {
 
 /* ---- Timeline (RAMALLOC_TIMELINE) -------------------------------------------------------------- */
 
-static void timeline_start(void) {}
-static void timeline_stop(void) {}
+/* A thread started at load time writes one CSV row every RAMALLOC_TIMELINE_MS milliseconds:
+ * milliseconds since the start, then reserved, committed, resident, live and purged bytes. Reserved,
+ * committed and purged are ramalloc's own exact counters; live comes from ra_stats_get (a walk of
+ * the metadata under the allocator's locks, no allocation); resident is the whole process's, the
+ * second field of /proc/self/statm read with read(2). The thread never allocates, so it never gets
+ * a heap. tools/ramalloc-timeline draws the CSV (ramalloc-run --timeline does both). */
+
+static int timeline_fd = -1;
+static uint64_t timeline_t0;
+static pthread_t timeline_thread;
+static atomic_bool timeline_quit;
+static pthread_mutex_t timeline_lock = PTHREAD_MUTEX_INITIALIZER; /* one writer of a row at a time */
+
+static size_t resident_bytes(void) {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char *p = buf;
+  while (*p != ' ' && *p != '\0') p++; /* skip the total size */
+  size_t pages = 0;
+  for (p++; *p >= '0' && *p <= '9'; p++) pages = pages * 10 + (size_t)(*p - '0');
+  return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void timeline_row(void) {
+  static ra_stats_t st; /* big (the per-class table); rows are written under timeline_lock */
+  pthread_mutex_lock(&timeline_lock);
+  if (timeline_fd >= 0) {
+    ra_stats_get(&st);
+    char line[256];
+    size_t n = _ra_fmt(line, sizeof line, "%llu,%zu,%zu,%zu,%zu,%zu\n",
+                       (unsigned long long)(_ra_now_ms() - timeline_t0), st.reserved, st.committed,
+                       resident_bytes(), st.live_bytes, st.purged);
+    if (write(timeline_fd, line, n) < 0) {
+      close(timeline_fd);
+      timeline_fd = -1;
+    }
+  }
+  pthread_mutex_unlock(&timeline_lock);
+}
+
+static void *timeline_main(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  long long ms = _ra_option(RA_OPT_TIMELINE_MS);
+  if (ms < 1) ms = 1;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (!atomic_load_explicit(&timeline_quit, memory_order_acquire)) {
+    timeline_row();
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+/* A child made by fork() has no timeline thread and does not write into its parent's file. */
+static void timeline_after_fork_child(void) {
+  if (timeline_fd >= 0) close(timeline_fd);
+  timeline_fd = -1;
+  pthread_mutex_init(&timeline_lock, NULL);
+}
+
+static void timeline_start(void) {
+  const char *pattern = _ra_option_str(RA_OPT_TIMELINE);
+  if (pattern == NULL) return;
+  char path[4096];
+  size_t len = 0;
+  bool per_process = false;
+  for (const char *p = pattern; *p != '\0' && len + 32 < sizeof path; p++) {
+    if (p[0] == '%' && p[1] == 'p') {
+      len += _ra_fmt(path + len, sizeof path - len, "%d", (int)getpid());
+      per_process = true;
+      p++;
+    } else {
+      path[len++] = *p;
+    }
+  }
+  path[len] = '\0';
+  /* Without %p in the name, the first process to start writes the file and the programs it starts
+   * leave it alone. */
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (per_process ? O_TRUNC : O_EXCL), 0644);
+  if (fd < 0) {
+    if (errno != EEXIST || per_process)
+      _ra_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot create %s (errno %d)\n", path, errno);
+    return;
+  }
+  static const char header[] = "ms,reserved,committed,resident,live,purged\n";
+  if (write(fd, header, sizeof header - 1) < 0) {
+    close(fd);
+    return;
+  }
+  timeline_fd = fd;
+  timeline_t0 = _ra_now_ms();
+  if (pthread_create(&timeline_thread, NULL, timeline_main, NULL) != 0) {
+    _ra_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot start its thread\n");
+    close(fd);
+    timeline_fd = -1;
+    return;
+  }
+  pthread_atfork(NULL, NULL, timeline_after_fork_child);
+}
+
+/* At exit: a last row, then the thread stops (it may be in the middle of a row: the lock). */
+static void timeline_stop(void) {
+  if (timeline_fd < 0) return;
+  atomic_store_explicit(&timeline_quit, true, memory_order_release);
+  timeline_row();
+  pthread_mutex_lock(&timeline_lock);
+  close(timeline_fd);
+  timeline_fd = -1;
+  pthread_mutex_unlock(&timeline_lock);
+}
