@@ -372,8 +372,11 @@ void _ra_prof_sample(void *p, size_t size) {
   in_prof = true;
   void *buf[MAX_DEPTH + SKIP_MAX];
   int n = unwind(buf, MAX_DEPTH + SKIP_MAX);
+  /* Up to and including the last of ramalloc's own frames near the top (the unwinder's entry point
+   * may come first: a sanitizer intercepts backtrace()). */
   int skip = 0;
-  while (skip < n && skip < SKIP_MAX && own_frame((uintptr_t)buf[skip])) skip++;
+  for (int i = 0; i < n && i < SKIP_MAX; i++)
+    if (own_frame((uintptr_t)buf[i])) skip = i + 1;
   if (own_ranges == 0 && n > 0) skip = 1; /* statically linked: only this function is known */
   int depth = n - skip;
   if (depth > MAX_DEPTH) depth = MAX_DEPTH;
@@ -454,7 +457,13 @@ void _ra_prof_start(void) {
   seed_base = _ra_os_random();
   dl_iterate_phdr(own_ranges_cb, (void *)(uintptr_t)&_ra_prof_sample);
   in_prof = true;
+#if defined(__SANITIZE_THREAD__)
+  /* ThreadSanitizer builds: libunwind's per-thread cache has a thread-exit destructor that locks a
+   * mutex after TSan has let go of the thread, which crashes inside TSan's interceptor. */
+  void *lib = NULL;
+#else
   void *lib = dlopen != NULL ? dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL) : NULL;
+#endif
   if (lib != NULL) {
     *(void **)&unwind = dlsym(lib, "unw_backtrace");
     unwinder_name = "libunwind";
