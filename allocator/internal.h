@@ -495,6 +495,18 @@ size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unkno
 static inline void _ra_prof_note(void *p, size_t size) { (void)p; (void)size; }
 static inline void _ra_prof_free(void *block) { (void)block; }
 static inline void _ra_prof_init(void) {}
+static inline bool _ra_prof_sites_begin(void) { return false; }
+static inline void _ra_prof_sites_end(void) {}
+static inline uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes) {
+  (void)lo;
+  (void)hi;
+  *bytes = 0;
+  return UINT32_MAX;
+}
+static inline void _ra_prof_sites_json(void (*emit)(void *arg, const char *text), void *arg) {
+  (void)emit;
+  (void)arg;
+}
 #else
 extern bool _ra_prof_route;
 extern __thread int64_t _ra_prof_countdown __attribute__((tls_model(RA_TLS_MODEL)));
@@ -504,6 +516,12 @@ void _ra_prof_free(void *block);             /* a block of a sampled page, or a 
 void _ra_prof_start(void);                   /* at load time: the unwinder, the signal, the timeline */
 void _ra_prof_at_exit(int report_fd);        /* profile file, leak report, timeline end */
 void _ra_prof_dump_configured(unsigned serial);
+/* For the layout dump: a snapshot of the live samples (false: profiler off), then per address range
+ * the site (stack id) holding most of its sampled bytes (UINT32_MAX: none), and the sites as JSON. */
+bool _ra_prof_sites_begin(void);
+void _ra_prof_sites_end(void);
+uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes);
+void _ra_prof_sites_json(void (*emit)(void *arg, const char *text), void *arg);
 /* Count `size` bytes against the calling thread's countdown (an allocation just made at p). */
 static inline void _ra_prof_note(void *p, size_t size) {
   if ((_ra_prof_countdown -= (int64_t)size) < 0) _ra_prof_sample(p, size);

@@ -113,6 +113,13 @@ typedef struct page_count_s {
   size_t count;
 } page_count_t;
 
+/* A live sample as a layout dump sees it. */
+typedef struct snap_s {
+  uintptr_t addr;
+  double bytes;   /* estimated bytes it stands for */
+  uint32_t stack;
+} snap_t;
+
 typedef struct tables_s {
   pstack_t stacks[STACKS_MAX];
   uint32_t stack_slots[STACK_SLOTS]; /* index + 1, 0: empty */
@@ -121,6 +128,7 @@ typedef struct tables_s {
   uint32_t buckets[SAMPLE_BUCKETS];  /* first sample of the chain, NIL: none (set at start) */
   uint32_t order[STACKS_MAX];        /* scratch for sorting (under the lock) */
   page_count_t pages[PAGE_SLOTS];    /* live samples per page descriptor (open addressing) */
+  snap_t snap[SAMPLES_MAX];          /* live samples by address, for a layout dump (snap_lock) */
 } tables_t;
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -824,4 +832,153 @@ static void timeline_stop(void) {
   close(timeline_fd);
   timeline_fd = -1;
   pthread_mutex_unlock(&timeline_lock);
+}
+
+/* ---- Call sites for the layout dump (inspect.c) ------------------------------------------------ */
+
+/* A dump takes a snapshot of the live samples sorted by address (under prof_lock, then released),
+ * so that each page finds its samples by a binary search while the walk holds the allocator's locks.
+ * snap_lock keeps one dump at a time on the scratch array. */
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t snap_n;
+static bool snap_active;
+
+static void snap_sort(snap_t *a, size_t n) {
+  /* heap sort by address: no allocation, n log n for a million samples */
+  for (size_t start = n / 2; start-- > 0;) {
+    for (size_t root = start;;) {
+      size_t child = 2 * root + 1;
+      if (child >= n) break;
+      if (child + 1 < n && a[child + 1].addr > a[child].addr) child++;
+      if (a[root].addr >= a[child].addr) break;
+      snap_t t = a[root];
+      a[root] = a[child];
+      a[child] = t;
+      root = child;
+    }
+  }
+  for (size_t end = n; end-- > 1;) {
+    snap_t t = a[0];
+    a[0] = a[end];
+    a[end] = t;
+    for (size_t root = 0;;) {
+      size_t child = 2 * root + 1;
+      if (child >= end) break;
+      if (child + 1 < end && a[child + 1].addr > a[child].addr) child++;
+      if (a[root].addr >= a[child].addr) break;
+      t = a[root];
+      a[root] = a[child];
+      a[child] = t;
+      root = child;
+    }
+  }
+}
+
+bool _ra_prof_sites_begin(void) {
+  if (!atomic_load_explicit(&prof_ready, memory_order_acquire)) return false;
+  bool was = in_prof;
+  in_prof = true;
+  pthread_mutex_lock(&snap_lock);
+  pthread_mutex_lock(&prof_lock);
+  size_t n = 0;
+  for (size_t b = 0; b < SAMPLE_BUCKETS; b++)
+    for (uint32_t i = tab->buckets[b]; i != NIL; i = tab->samples[i].next) {
+      const sample_t *sm = &tab->samples[i];
+      tab->snap[n].addr = sm->addr;
+      tab->snap[n].bytes = weight(sm->size) * (double)sm->size;
+      tab->snap[n].stack = sm->stack;
+      n++;
+    }
+  pthread_mutex_unlock(&prof_lock);
+  snap_sort(tab->snap, n);
+  snap_n = n;
+  snap_active = true;
+  in_prof = was;
+  return true;
+}
+
+void _ra_prof_sites_end(void) {
+  if (!snap_active) return;
+  snap_active = false;
+  pthread_mutex_unlock(&snap_lock);
+}
+
+uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes) {
+  *bytes = 0;
+  if (!snap_active) return UINT32_MAX;
+  size_t a = 0, b = snap_n; /* first sample at or above lo */
+  while (a < b) {
+    size_t m = a + (b - a) / 2;
+    if (tab->snap[m].addr < lo) a = m + 1;
+    else b = m;
+  }
+  enum { K = 16 };
+  uint32_t ids[K];
+  double sums[K];
+  int k = 0;
+  for (size_t i = a; i < snap_n && tab->snap[i].addr < hi; i++) {
+    int j = 0;
+    while (j < k && ids[j] != tab->snap[i].stack) j++;
+    if (j == k) {
+      if (k == K) continue; /* more than 16 sites on one page: the rest are not weighed */
+      ids[k] = tab->snap[i].stack;
+      sums[k++] = 0;
+    }
+    sums[j] += tab->snap[i].bytes;
+  }
+  if (k == 0) return UINT32_MAX;
+  int best = 0;
+  for (int j = 1; j < k; j++)
+    if (sums[j] > sums[best]) best = j;
+  *bytes = (size_t)round_est(sums[best]);
+  return ids[best];
+}
+
+/* The sites (stacks with live samples) as JSON objects, most bytes first, each with its frames and
+ * its first frame named by dladdr. Called between _ra_prof_sites_begin and _end, with none of the
+ * allocator's locks held (dladdr takes the loader's lock). */
+void _ra_prof_sites_json(void (*emit)(void *arg, const char *text), void *arg) {
+  if (!snap_active) return;
+  pthread_mutex_lock(&prof_lock);
+  size_t nsites = 0;
+  for (size_t i = 0; i < n_stacks; i++) {
+    const pstack_t *s = &tab->stacks[i];
+    if (s->live_samples == 0) continue;
+    size_t j = nsites++;
+    while (j > 0 && tab->stacks[tab->order[j - 1]].live_bytes < s->live_bytes) {
+      tab->order[j] = tab->order[j - 1];
+      j--;
+    }
+    tab->order[j] = (uint32_t)i;
+  }
+  pthread_mutex_unlock(&prof_lock);
+  /* order[] and the stacks' frames stay valid: order is only written under snap_lock by a dump, and
+   * frames are never moved; the estimates are read again without the lock (a moment's view). */
+  char line[768];
+  for (size_t n = 0; n < nsites; n++) {
+    uint32_t id = tab->order[n];
+    const pstack_t *s = &tab->stacks[id];
+    size_t len = _ra_fmt(line, sizeof line, "%s\n    {\"id\": %u, \"live_bytes\": %llu, \"live_blocks\": %llu, \"where\": \"",
+                         n ? "," : "", id, round_est(s->live_bytes), round_est(s->live_count));
+    Dl_info di;
+    uintptr_t a = s->depth > 0 ? tab->frames[s->frames] : 0;
+    if (a != 0 && dladdr != NULL && dladdr((void *)(a - 1), &di) != 0) {
+      const char *mod = di.dli_fname != NULL ? di.dli_fname : "?";
+      const char *slash = strrchr(mod, '/');
+      if (di.dli_sname != NULL)
+        len += _ra_fmt(line + len, sizeof line - len, "%s+0x%lx ", di.dli_sname,
+                       (unsigned long)(a - 1 - (uintptr_t)di.dli_saddr));
+      len += _ra_fmt(line + len, sizeof line - len, "(%s+0x%lx)", slash ? slash + 1 : mod,
+                     (unsigned long)(a - 1 - (uintptr_t)di.dli_fbase));
+    } else {
+      len += _ra_fmt(line + len, sizeof line - len, "0x%lx", (unsigned long)a);
+    }
+    _ra_fmt(line + len, sizeof line - len, "\", \"frames\": [");
+    emit(arg, line);
+    for (uint32_t k = 0; k < s->depth; k++) {
+      _ra_fmt(line, sizeof line, "%s\"0x%lx\"", k ? ", " : "", (unsigned long)tab->frames[s->frames + k]);
+      emit(arg, line);
+    }
+    emit(arg, "]}");
+  }
 }

@@ -6,6 +6,7 @@
   leaks     RAMALLOC_LEAKS=1 lists the live sites, most bytes first, and keeps the exit status
   threads   four threads sampling and a fork in the middle: both processes write sound profiles
   timeline  ramalloc-run --timeline writes a CSV with rising rows and an SVG with labelled axes
+  layout    the layout dump names each page's main call site; ramalloc-map --by-site draws them
 """
 import argparse
 import os
@@ -184,9 +185,58 @@ def test_timeline(args, tmp):
             fail(f"the SVG has no '{label}' label")
 
 
+def test_layout(args, tmp):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("test_layout", os.path.join(os.path.dirname(__file__), "..",
+                                                                              "test_layout.py"))
+    tl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tl)
+    import json
+    dump = os.path.join(tmp, "layout.json")
+    run([args.sites, "sites", os.path.join(tmp, "l.heap")], {"RAMALLOC_PROFILE": "4096", "RAMALLOC_DUMP_LAYOUT": dump},
+        expect_rc=3)
+    d = json.load(open(dump))
+    with open(args.schema) as f:
+        errors = tl.schema_errors(d, json.load(f))
+    if errors:
+        fail("the dump does not match the schema: " + "; ".join(errors[:5]))
+    sites = {s["id"]: s["where"].split("+")[0] for s in d.get("sites", [])}
+    print("sites:", sites)
+    pages = [p for a in d["arenas"] for c in a["chunks"] for p in c.get("pages", [])]
+    by = {}
+    for p in pages:
+        if "site" in p:
+            name = sites.get(p["site"])
+            if name is None:
+                fail(f"a page names site {p['site']}, which the dump does not list")
+            by.setdefault(name, []).append(p)
+    print({k: len(v) for k, v in by.items()})
+    # site_a's 8 MiB of 1 KiB blocks fill 128 pages (64 KiB each); site_b's 2 MiB of 64-byte
+    # blocks fill 32; site_d's four 1 MiB blocks are four large pages
+    a_pages = [p for p in by.get("site_a", []) if p["block_size"] == 1024]
+    if not 120 <= len(a_pages) <= 130:
+        fail(f"{len(a_pages)} pages of 1 KiB blocks name site_a, expected about 128")
+    if len([p for p in by.get("site_b", []) if p["block_size"] == 64]) < 28:
+        fail("fewer than 28 pages of 64-byte blocks name site_b")
+    if len([p for p in by.get("site_d", []) if p["block_size"] >= 1 << 20]) != 4:
+        fail("the four 1 MiB blocks of site_d are not all named")
+    svg = os.path.join(tmp, "map.svg")
+    subprocess.run([sys.executable, args.map, dump, "-o", svg, "--by-site"], check=True)
+    text = open(svg).read()
+    for site in ("site_a+", "site_b+", "site_d+", "no sampled block in the page"):
+        if site not in text:
+            fail(f"ramalloc-map --by-site has no legend entry for {site}")
+    plain = os.path.join(tmp, "plain.json")
+    run([args.sites, "sites", os.path.join(tmp, "l.heap")], {"RAMALLOC_DUMP_LAYOUT": plain}, expect_rc=1)
+    if "sites" in json.load(open(plain)):
+        fail("a dump made with the profiler off lists sites")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("check", choices=["accuracy", "pprof", "leaks", "threads", "timeline"])
+    ap.add_argument("check", choices=["accuracy", "pprof", "leaks", "threads", "timeline", "layout"])
+    ap.add_argument("--schema")
+    ap.add_argument("--map")
     ap.add_argument("--sites", required=True)
     ap.add_argument("--fold", required=True)
     ap.add_argument("--run")
