@@ -36,8 +36,8 @@
  * set is served as usual but neither counted nor sampled, so nothing recurses. Without libunwind
  * the profiler says so once and falls back to glibc's backtrace() (libgcc's unwinder, same tables),
  * warmed up at start (its first call loads libgcc_s with dlopen). The frames inside libramalloc
- * itself are dropped when it is a shared library (preloaded or linked); statically linked, the
- * first frames of every stack are ramalloc's own.
+ * itself are dropped when it is a shared library (preloaded or linked); statically linked, the top
+ * two frames are dropped (see _ra_prof_sample).
  *
  * Memory. Samples, stacks and frames live in the profiler's own anonymous mapping, reserved at start
  * (MAP_NORESERVE: only pages touched are used), never in blocks of the heap it measures. One mutex
@@ -385,7 +385,10 @@ void _ra_prof_sample(void *p, size_t size) {
   int skip = 0;
   for (int i = 0; i < n && i < SKIP_MAX; i++)
     if (own_frame((uintptr_t)buf[i])) skip = i + 1;
-  if (own_ranges == 0 && n > 0) skip = 1; /* statically linked: only this function is known */
+  /* Statically linked, ramalloc's frames cannot be told from the program's: drop this function and
+   * its caller, the allocation path that ran the countdown (ra_malloc and ra_calloc reach it by a
+   * tail call, so the next frame is the program's; ra_realloc and the aligned calls stay). */
+  if (own_ranges == 0) skip = n < 2 ? n : 2;
   int depth = n - skip;
   if (depth > MAX_DEPTH) depth = MAX_DEPTH;
   if (depth < 0) depth = 0;
