@@ -6,12 +6,14 @@
  *            allocates and frees 64 MiB in 256-byte blocks (nothing live), site_d keeps 4 MiB in
  *            four 1 MiB blocks; then writes the profile with ra_profile_write to argv[2] and exits
  *            with status 3 (the leak report must leave it unchanged)
+ *   signal   site_a, then SIGUSR2 to itself; waits for the profile file argv[2] to appear
  *   threads  four threads allocate and free with one block in 8 kept, the main thread forks in the
  *            middle; the child allocates at site_child, writes its profile to argv[2].child and
  *            exits; the parent waits, checks the child's status, and writes argv[2]
  *
  * The site functions are noinline and exported (-rdynamic) so that dladdr and addr2line name them. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +106,14 @@ int main(int argc, char **argv) {
     sink = d;
     if (write_profile(argv[2]) != 0) return 1;
     return 3;
+  }
+  if (!strcmp(argv[1], "signal")) {
+    /* RAMALLOC_DUMP_SIGNAL=USR2: the dumper thread writes argv[2] (the profile file name + ".1") */
+    void **a = site_a();
+    sink = a;
+    raise(SIGUSR2);
+    for (int i = 0; i < 500 && access(argv[2], F_OK) != 0; i++) usleep(10000);
+    return access(argv[2], F_OK) == 0 ? 0 : 1;
   }
   if (!strcmp(argv[1], "threads")) {
     pthread_t t[4];

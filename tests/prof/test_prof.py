@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The heap profiler's tests (ctest: prof_*). One check per invocation:
 
-  accuracy  estimated live bytes per call site of prof_sites within 10% of the truth
+  accuracy  estimated live bytes per call site of prof_sites within 10% of the truth, in the profiles
+            written by ra_profile_write, at exit and on RAMALLOC_DUMP_SIGNAL
   pprof     google-pprof --text reads the profile and names the sites (skipped without google-pprof)
   leaks     RAMALLOC_LEAKS=1 lists the live sites, most bytes first, and keeps the exit status
   threads   four threads sampling and a fork in the middle: both processes write sound profiles
@@ -73,6 +74,17 @@ def test_accuracy(args, tmp):
         fail(f"site_c frees everything it allocates, yet the profile holds {space['site_c']} bytes for it")
     alloc = folded(args, prof, "alloc_space")
     check_close("site_c allocated bytes", alloc.get("site_c", 0), 64 * 2**20)
+    # the profile written at exit (RAMALLOC_PROFILE_FILE, set by run()) holds the same sites
+    exits = [f for f in os.listdir(TMP) if f.startswith("exit.") and f.endswith(".heap")]
+    if len(exits) != 1:
+        fail(f"expected one profile written at exit, found {exits}")
+    check_close("site_a bytes at exit", folded(args, os.path.join(TMP, exits[0])).get("site_a", 0), A_TRUE)
+    # on RAMALLOC_DUMP_SIGNAL, a numbered profile while the program runs
+    sig = os.path.join(tmp, "sig.heap")
+    run([args.sites, "signal", sig + ".1"], {"RAMALLOC_PROFILE": "4096", "RAMALLOC_PROFILE_FILE": sig,
+                                            "RAMALLOC_DUMP_SIGNAL": "USR2",
+                                            "RAMALLOC_DUMP_LAYOUT": os.path.join(tmp, "sig.json")})
+    check_close("site_a bytes in the signal's profile", folded(args, sig + ".1").get("site_a", 0), A_TRUE)
 
 
 def test_pprof(args, tmp):
