@@ -118,18 +118,14 @@ static int stats_fd = -1;
 /* At load time: pthread_create may allocate, which is safe here and not inside malloc. */
 __attribute__((constructor)) static void inspect_init(void) {
   _ra_init();
-  if (_ra_option(RA_OPT_SHOW_STATS) || _ra_option(RA_OPT_LEAKS)) {
+  if (_ra_option(RA_OPT_SHOW_STATS)) {
     stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
     if (stats_fd < 0) stats_fd = 2;
   }
   int sig = (int)_ra_option(RA_OPT_DUMP_SIGNAL);
   if (sig > 0) dumper_start(sig);
-  _ra_prof_start();
 }
 
 /* A destructor runs after every atexit handler and, for a preloaded library, after the destructors
  * of the program's own libraries: the figures are those of the process's very end. */
-__attribute__((destructor)) static void inspect_exit(void) {
-  _ra_inspect_at_exit(stats_fd);
-  _ra_prof_at_exit(stats_fd >= 0 ? stats_fd : 2);
-}
+__attribute__((destructor)) static void inspect_exit(void) { _ra_inspect_at_exit(stats_fd); }

@@ -513,8 +513,6 @@ extern __thread int64_t _ra_prof_countdown __attribute__((tls_model(RA_TLS_MODEL
 void _ra_prof_init(void);                    /* from _ra_init: sets _ra_prof_route */
 void _ra_prof_sample(void *p, size_t size);  /* the countdown crossed zero */
 void _ra_prof_free(void *block);             /* a block of a sampled page, or a huge block, is freed */
-void _ra_prof_start(void);                   /* at load time: the unwinder, the signal, the timeline */
-void _ra_prof_at_exit(int report_fd);        /* profile file, leak report, timeline end */
 void _ra_prof_dump_configured(unsigned serial);
 /* For the layout dump: a snapshot of the live samples (false: profiler off), then per address range
  * the site (stack id) holding most of its sampled bytes (UINT32_MAX: none), and the sites as JSON. */

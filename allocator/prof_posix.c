@@ -35,7 +35,8 @@
  * first use): a thread-local flag marks the profiler's own work, and an allocation made while it is
  * set is served as usual but neither counted nor sampled, so nothing recurses. Without libunwind
  * the profiler says so once and falls back to glibc's backtrace() (libgcc's unwinder, same tables),
- * warmed up at start (its first call loads libgcc_s with dlopen). The frames inside libramalloc
+ * warmed up at start (its first call loads libgcc_s); so does a static program (libramalloc.a),
+ * which has no dlopen of libunwind (prof_unwind_posix.c). The frames inside libramalloc
  * itself are dropped when it is a shared library (preloaded or linked); statically linked, the top
  * two frames are dropped (see _ra_prof_sample).
  *
@@ -51,7 +52,7 @@
  * symbolised with dladdr (exported symbols; tools/ramalloc-fold names static functions too, with
  * addr2line). */
 #define _GNU_SOURCE
-#include <dlfcn.h>
+#include <dlfcn.h> /* dladdr and Dl_info; dlopen is in prof_unwind_posix.c */
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
@@ -65,12 +66,11 @@
 
 #include "internal.h"
 
-/* Weak: a static program that never names dlopen does not get it (nor glibc's warning about it
- * in static links); the profiler then takes glibc's backtrace(). */
-extern void *dlopen(const char *file, int mode) __attribute__((weak));
-extern void *dlsym(void *handle, const char *name) __attribute__((weak));
+/* prof_unwind_posix.c, linked into libramalloc.so only (a static program then never names dlopen,
+ * which glibc warns about in static links): unw_backtrace from libunwind, or NULL. */
+extern void *_ra_prof_libunwind(void) __attribute__((weak));
+/* Weak, so that a static program that never uses dladdr does not pull in the loader's code. */
 extern int dladdr(const void *addr, Dl_info *info) __attribute__((weak));
-extern int backtrace(void **buf, int size) __attribute__((weak));
 
 bool _ra_prof_route;
 __thread int64_t _ra_prof_countdown __attribute__((tls_model(RA_TLS_MODEL)));
@@ -454,8 +454,14 @@ static void fork_release(void) { pthread_mutex_unlock(&prof_lock); }
 
 static void timeline_start(void);
 
-/* At load time (a constructor; dlopen and the first unwind may allocate, which is safe here). */
-void _ra_prof_start(void) {
+/* The leak report goes to a copy of stderr made at load time: programs may close stderr on their
+ * way out. */
+static int report_fd = 2;
+
+/* At load time (a constructor of this file, so that a static program that links the profiler runs
+ * it too; dlopen and the first unwind may allocate, which is safe here). */
+__attribute__((constructor)) static void prof_start(void) {
+  _ra_init();
   timeline_start();
   if (!_ra_prof_route) return;
   void *m = mmap(NULL, sizeof(tables_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -464,24 +470,26 @@ void _ra_prof_start(void) {
     return;
   }
   tab = m;
+  if (_ra_option(RA_OPT_LEAKS)) {
+    report_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+    if (report_fd < 0) report_fd = 2;
+  }
   memset(tab->buckets, 0xff, sizeof tab->buckets);
   seed_base = _ra_os_random();
   dl_iterate_phdr(own_ranges_cb, (void *)(uintptr_t)&_ra_prof_sample);
   in_prof = true;
-#if defined(__SANITIZE_THREAD__)
-  /* ThreadSanitizer builds: libunwind's per-thread cache has a thread-exit destructor that locks a
-   * mutex after TSan has let go of the thread, which crashes inside TSan's interceptor. */
-  void *lib = NULL;
-#else
-  void *lib = dlopen != NULL ? dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL) : NULL;
-#endif
-  if (lib != NULL) {
-    *(void **)&unwind = dlsym(lib, "unw_backtrace");
+#if !defined(__SANITIZE_THREAD__)
+  /* (ThreadSanitizer builds: libunwind's per-thread cache has a thread-exit destructor that locks a
+   * mutex after TSan has let go of the thread, which crashes inside TSan's interceptor.) */
+  if (_ra_prof_libunwind != NULL) {
+    *(void **)&unwind = _ra_prof_libunwind();
     unwinder_name = "libunwind";
+    if (unwind == NULL)
+      _ra_write(2, "ramalloc: profiler: libunwind.so.8 not found (Debian: libunwind8); "
+                   "stacks come from glibc's backtrace()\n");
   }
+#endif
   if (unwind == NULL) {
-    _ra_write(2, "ramalloc: profiler: libunwind.so.8 not found (Debian: libunwind8); "
-                 "stacks come from glibc's backtrace()\n");
     unwind = backtrace;
     unwinder_name = "glibc backtrace";
   }
@@ -706,7 +714,9 @@ static void leak_report(int fd) {
 
 static void timeline_stop(void);
 
-void _ra_prof_at_exit(int report_fd) {
+/* At exit: a destructor runs after every atexit handler and, for a preloaded library, after the
+ * destructors of the program's own libraries. */
+__attribute__((destructor)) static void prof_at_exit(void) {
   timeline_stop();
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire)) return;
   in_prof = true; /* nothing more is sampled on this thread */
