@@ -37,7 +37,7 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
   }
 }
 
-RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+static inline void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   if (RA_UNLIKELY(heap == &_ra_heap_empty)) {
     heap = _ra_heap_get_slow();
     if (heap == NULL) {
@@ -78,6 +78,14 @@ RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   void *p = page_pop(page, page->free);
   if (zero) block_zero(page, p, page->block_size);
   RA_ANN_ALLOC(p, size, page->block_size, zero);
+  return p;
+}
+
+/* Everything the fast path does not serve. With the heap profiler on, that is every allocation
+ * (heap->direct[] stays empty), and the sampling countdown runs here. */
+RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+  void *p = malloc_generic(heap, size, zero);
+  if (RA_UNLIKELY(_ra_prof_route) && p != NULL) _ra_prof_note(p, size);
   return p;
 }
 
@@ -154,8 +162,12 @@ static void *malloc_aligned(size_t align, size_t size) {
   }
   bool is_zero;
   void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
-  if (p == NULL) errno = ENOMEM;
-  else RA_ANN_ALLOC(p, size, _ra_chunk_of(p)->huge_size, false);
+  if (p == NULL) {
+    errno = ENOMEM;
+  } else {
+    RA_ANN_ALLOC(p, size, _ra_chunk_of(p)->huge_size, false);
+    if (RA_UNLIKELY(_ra_prof_route)) _ra_prof_note(p, size);
+  }
   return p;
 }
 

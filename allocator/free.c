@@ -206,7 +206,7 @@ static inline bool free_remote_fast(void *p) {
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ~(uint8_t)RA_PAGE_IN_FULL) return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
   uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
-  if (q * page->block_size != off || q >= page->reserved) return false;
+  if (q * page->block_size != off || q >= _ra_page_capacity(page)) return false; /* never handed out: locate() says so */
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == NULL || owner == _ra_heap_current()) return false;
   ra_block_t *block = p;
@@ -223,6 +223,9 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   ra_page_t *page;
   ra_block_t *block;
   if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
+  if (RA_UNLIKELY(_ra_prof_route) &&
+      (page == NULL || (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_SAMPLED)))
+    _ra_prof_free(block);
   if (page == NULL) {
 #if RA_ANNOTATE
     huge_freed(chunk);

@@ -30,6 +30,7 @@ void _ra_init(void) {
   _ra_lock(&init_lock);
   if (!atomic_load_explicit(&initialised, memory_order_relaxed)) {
     _ra_options_init();
+    _ra_prof_init();
     /* Odd and with its top bit set: a zeroed first word (blocks are 16-aligned, far below 2^63)
      * then never decodes to NULL or to an address in the block's chunk. */
     _ra_key = (uintptr_t)_ra_os_random() | 1 | ((uintptr_t)1 << 63);

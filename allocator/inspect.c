@@ -811,6 +811,15 @@ static const char *page_state_name(const page_info_t *pi) {
   return pi->live == 0 ? "empty" : pi->live == pi->reserved ? "full" : "used";
 }
 
+/* With the heap profiler on: the call site holding most of the sampled bytes in [lo, hi). */
+static void json_site(out_t *o, uintptr_t lo, uintptr_t hi) {
+  size_t bytes;
+  uint32_t site = _ra_prof_range_site(lo, hi, &bytes);
+  if (site != UINT32_MAX) OUT(o, ", \"site\": %u, \"site_bytes\": %zu", site, bytes);
+}
+
+static void emit_text(void *arg, const char *text) { out_str(arg, text); }
+
 static void json_page(out_t *o, const page_info_t *pi, const ra_chunk_t *c, bool first) {
   static const char *const delay_names[] = {"none", "use", "freeing", "never"};
   OUT(o, "%s\n        {\"slice\": %u, \"slices\": %u, \"offset\": %zu, \"descriptor\": %zu, \"class\": %u, "
@@ -829,7 +838,9 @@ static void json_page(out_t *o, const page_info_t *pi, const ra_chunk_t *c, bool
     any = true;
   }
   if (pi->flags & RA_PAGE_HAS_ALIGNED) out_str(o, any ? ", \"aligned\"" : "\"aligned\"");
-  out_str(o, "]}");
+  out_str(o, "]");
+  json_site(o, (uintptr_t)pi->start, (uintptr_t)pi->start + (uintptr_t)pi->slices * RA_SLICE_SIZE);
+  out_str(o, "}");
 }
 
 static void json_chunk(out_t *o, const chunk_info_t *ci, bool first) {
@@ -850,8 +861,10 @@ static void json_chunk(out_t *o, const chunk_info_t *ci, bool first) {
       size_t lo = j * RA_SLICE_SIZE, hi = lo + RA_SLICE_SIZE;
       OUT(o, "%c", j == 0 ? 'M' : (lo < end && hi > off) ? 'H' : '.');
     }
-    OUT(o, "\",\n       \"block\": {\"offset\": %zu, \"size\": %zu, \"committed\": %zu}}", off, ci->huge_size,
+    OUT(o, "\",\n       \"block\": {\"offset\": %zu, \"size\": %zu, \"committed\": %zu", off, ci->huge_size,
         ci->huge_committed);
+    json_site(o, (uintptr_t)ci->huge_block, (uintptr_t)ci->huge_block + 1);
+    out_str(o, "}}");
     return;
   }
   char states[RA_SLICES + 1];
@@ -953,12 +966,19 @@ static void dump_layout(out_t *o, const char *reason) {
   delayed_gather(&w.delayed);
   json_preamble(o, reason);
   json_heaps(o);
+  if (_ra_prof_sites_begin()) {
+    /* the heap profiler's call sites, which pages name by id ("site") */
+    out_str(o, "  \"sites\": [");
+    _ra_prof_sites_json(emit_text, o);
+    out_str(o, "\n  ],\n");
+  }
   out_str(o, "  \"arenas\": [");
   for (size_t k = 0; k < st.arenas; k++) json_arena(o, &w, _ra_arena_at(k), &st, k == 0);
   stats_end(&st);
   OUT(o, "\n  ],\n  \"delayed_lists_complete\": %s,\n", w.delayed.complete ? "true" : "false");
   json_stats(o, &st);
   out_flush(o);
+  _ra_prof_sites_end();
 }
 
 void ra_dump_layout_out(ra_output_fun *fn, void *arg) {

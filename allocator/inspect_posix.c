@@ -68,7 +68,9 @@ static void *dumper_main(void *arg) {
     ssize_t n = read(dump_pipe[0], bytes, sizeof bytes); /* signals that came together: one dump */
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return NULL;
-    _ra_inspect_dump_configured(atomic_fetch_add(&dump_serial, 1) + 1, "signal");
+    unsigned serial = atomic_fetch_add(&dump_serial, 1) + 1;
+    _ra_inspect_dump_configured(serial, "signal");
+    _ra_prof_dump_configured(serial);
   }
 }
 

@@ -43,3 +43,9 @@ __attribute__((constructor)) static void inspect_init(void) {
   if (_ra_option(RA_OPT_DUMP_SIGNAL) > 0)
     _ra_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL is not supported on Windows; call ra_dump_layout_file\n");
 }
+
+/* The heap profiler is POSIX-only (docs/profiling.md). */
+int ra_profile_write(int fd) {
+  (void)fd;
+  return ENOSYS;
+}

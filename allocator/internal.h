@@ -132,6 +132,7 @@ enum {
   RA_PAGE_HAS_ALIGNED = 1u << 1, /* holds an aligned block: pointers may be interior */
   RA_PAGE_HUGE = 1u << 2,        /* a slice of a huge chunk (see chunk->huge_*) */
   RA_PAGE_NOT_PAGE = 1u << 3,    /* a free slice, a non-head slice of a free span, or the header */
+  RA_PAGE_SAMPLED = 1u << 4,     /* holds (or held) a block the heap profiler sampled (prof_posix.c) */
 };
 
 /* Cross-thread free state, in the low two bits of page->xfree. */
@@ -329,6 +330,11 @@ typedef enum ra_option_e {
   RA_OPT_DUMP_SIGNAL,    /* signal number asking for a layout dump while running; 0: none */
   RA_OPT_GUARD_PAGES,    /* an inaccessible OS page after every page and huge block */
   RA_OPT_PROTECT_FREED,  /* freed large and huge blocks up to this size inaccessible until reused */
+  RA_OPT_PROFILE,        /* heap profiler: mean bytes between samples; 0: off */
+  RA_OPT_PROFILE_FILE,   /* string: heap profile written at exit (and on RAMALLOC_DUMP_SIGNAL) */
+  RA_OPT_LEAKS,          /* leak report at exit (turns the profiler on at the default rate) */
+  RA_OPT_TIMELINE,       /* string: CSV file the timeline thread writes */
+  RA_OPT_TIMELINE_MS,    /* milliseconds between timeline rows */
   RA_OPT_COUNT
 } ra_option_t;
 
@@ -516,6 +522,48 @@ void _ra_inspect_at_exit(int stats_fd); /* RAMALLOC_SHOW_STATS to stats_fd, RAMA
  * (a destructor on POSIX) and the RAMALLOC_DUMP_SIGNAL dumper thread (POSIX), set up at load time */
 int _ra_inspect_dump_file(const char *path, const char *reason); /* 0 or an errno value */
 size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unknown */
+
+/* prof_posix.c: the sampling heap profiler (docs/profiling.md). POSIX only; on Windows the hooks
+ * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists: while
+ * it is set, heap->direct[] stays on the empty page (page.c) so that every allocation passes
+ * _ra_malloc_generic, where the per-thread byte countdown runs. A sampled block's page carries
+ * RA_PAGE_SAMPLED, which sends its frees to _ra_free_generic, where the sample is dropped. */
+#define RA_PROF_DEFAULT_RATE ((size_t)512 << 10)
+#if defined(_WIN32)
+#define _ra_prof_route false
+static inline void _ra_prof_note(void *p, size_t size) { (void)p; (void)size; }
+static inline void _ra_prof_free(void *block) { (void)block; }
+static inline void _ra_prof_init(void) {}
+static inline bool _ra_prof_sites_begin(void) { return false; }
+static inline void _ra_prof_sites_end(void) {}
+static inline uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes) {
+  (void)lo;
+  (void)hi;
+  *bytes = 0;
+  return UINT32_MAX;
+}
+static inline void _ra_prof_sites_json(void (*emit)(void *arg, const char *text), void *arg) {
+  (void)emit;
+  (void)arg;
+}
+#else
+extern bool _ra_prof_route;
+extern __thread int64_t _ra_prof_countdown __attribute__((tls_model(RA_TLS_MODEL)));
+void _ra_prof_init(void);                    /* from _ra_init: sets _ra_prof_route */
+void _ra_prof_sample(void *p, size_t size);  /* the countdown crossed zero */
+void _ra_prof_free(void *block);             /* a block of a sampled page, or a huge block, is freed */
+void _ra_prof_dump_configured(unsigned serial);
+/* For the layout dump: a snapshot of the live samples (false: profiler off), then per address range
+ * the site (stack id) holding most of its sampled bytes (UINT32_MAX: none), and the sites as JSON. */
+bool _ra_prof_sites_begin(void);
+void _ra_prof_sites_end(void);
+uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes);
+void _ra_prof_sites_json(void (*emit)(void *arg, const char *text), void *arg);
+/* Count `size` bytes against the calling thread's countdown (an allocation just made at p). */
+static inline void _ra_prof_note(void *p, size_t size) {
+  if ((_ra_prof_countdown -= (int64_t)size) < 0) _ra_prof_sample(p, size);
+}
+#endif
 
 /* alloc.c */
 void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);

@@ -50,6 +50,18 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
   [RA_OPT_PROTECT_FREED] = {"PROTECT_FREED", OPT_SIZE, (long long)RA_PROTECT_FREED_DEFAULT, NULL,
                             "freed blocks larger than 64 KiB and at most this size (K/M/G; 0: none) are "
                             "inaccessible until their memory is reused, so a use after free faults"},
+  [RA_OPT_PROFILE] = {"PROFILE", OPT_SIZE, 0, NULL,
+                      "heap profiler: sample one allocation per this many bytes on average (K/M/G; 0: off)"},
+  [RA_OPT_PROFILE_FILE] = {"PROFILE_FILE", OPT_STRING, 0, NULL,
+                           "heap profile (google-pprof's format) written at exit; default ramalloc.%p.heap "
+                           "when profiling (%p: the process id)"},
+  [RA_OPT_LEAKS] = {"LEAKS", OPT_BOOL, 0, NULL,
+                    "list the sampled call sites whose blocks are still live at exit (profiles at the "
+                    "default rate unless RAMALLOC_PROFILE says otherwise)"},
+  [RA_OPT_TIMELINE] = {"TIMELINE", OPT_STRING, 0, NULL,
+                       "write reserved, committed, resident, live and purged bytes over time to this CSV "
+                       "file (%p: the process id)"},
+  [RA_OPT_TIMELINE_MS] = {"TIMELINE_MS", OPT_INT, 10, NULL, "milliseconds between timeline rows"},
 };
 
 static long long opt_value[RA_OPT_COUNT];

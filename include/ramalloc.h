@@ -215,6 +215,15 @@ RA_EXPORT int ra_dump_layout(int fd);
 RA_EXPORT void ra_dump_layout_out(ra_output_fun *out, void *arg);
 RA_EXPORT int ra_dump_layout_file(const char *path);
 
+/* ---- Heap profile ------------------------------------------------------------------------------ */
+
+/* With the heap profiler on (RAMALLOC_PROFILE=BYTES or RAMALLOC_LEAKS=1; docs/profiling.md), write
+ * the sampled heap to file descriptor fd in the text heap-profile format google-pprof reads: the
+ * estimated live and allocated objects and bytes per call stack, then the process's memory map.
+ * Allocates nothing. Returns 0, EINVAL when the profiler is off, ENOSYS where there is none
+ * (Windows), or the errno of a failed write. */
+RA_EXPORT int ra_profile_write(int fd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,9 @@ pkgs=(build-essential cmake pkg-config python3 git valgrind libcmocka-dev libben
       wine wine64 dpkg-dev clang libclang-rt-14-dev)
 # the drop-in tests (tests/dropin): real programs run on glibc and on ramalloc, and figures
 pkgs+=(libpython3.11-testsuite sqlite3 lua5.4 redis-server redis-tools time)
+# the heap profiler (docs/profiling.md): libunwind, dlopen'ed when profiling is on; google-pprof
+# reads its profiles (graphviz draws its --svg graphs); binutils' addr2line symbolises the collapsed stacks
+pkgs+=(libunwind8 google-perftools graphviz binutils)
 if [ "${1:-}" = "--list" ]; then # the list, one a line (tests/check_install_list.py reads it)
   printf '%s\n' "${pkgs[@]}"
   exit 0

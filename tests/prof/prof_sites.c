@@ -1,0 +1,140 @@
+/* The heap profiler's test program (tests/prof/test_prof.py runs it with RAMALLOC_PROFILE set). It
+ * is linked to libramalloc.so and calls the ra_* functions by name, so its blocks are ramalloc's in
+ * sanitizer builds too (where the sanitizer's malloc comes first). Call sites with known live bytes:
+ *
+ *   sites    site_a keeps 8 MiB live in 1 KiB blocks, site_b 2 MiB in 64-byte blocks, site_c
+ *            allocates and frees 64 MiB in 256-byte blocks (nothing live), site_d keeps 4 MiB in
+ *            four 1 MiB blocks; then writes the profile with ra_profile_write to argv[2] and exits
+ *            with status 3 (the leak report must leave it unchanged)
+ *   signal   site_a, then SIGUSR2 to itself; waits for the profile file argv[2] to appear
+ *   threads  four threads allocate and free with one block in 8 kept, the main thread forks in the
+ *            middle; the child allocates at site_child, writes its profile to argv[2].child and
+ *            exits; the parent waits, checks the child's status, and writes argv[2]
+ *
+ * The site functions are noinline and exported (-rdynamic) so that dladdr and addr2line name them. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ramalloc.h"
+
+#define NOINLINE __attribute__((noinline, used))
+
+static void *volatile sink;
+
+NOINLINE void **site_a(void) {
+  size_t n = (8u << 20) / 1024;
+  void **v = ra_calloc(n, sizeof *v); /* 64 KiB of pointers: part of site_a's live bytes too */
+  for (size_t i = 0; i < n; i++) {
+    v[i] = ra_malloc(1024);
+    memset(v[i], 1, 1024);
+  }
+  return v;
+}
+
+NOINLINE void **site_b(void) {
+  size_t n = (2u << 20) / 64;
+  void **v = ra_malloc(n * sizeof *v); /* 256 KiB of pointers */
+  for (size_t i = 0; i < n; i++) v[i] = ra_malloc(64);
+  return v;
+}
+
+NOINLINE void site_c(void) {
+  for (size_t i = 0; i < (64u << 20) / 256; i++) {
+    void *p = ra_malloc(256);
+    sink = p;
+    ra_free(p);
+  }
+}
+
+NOINLINE void **site_d(void) {
+  void **v = ra_malloc(4 * sizeof *v);
+  for (int i = 0; i < 4; i++) v[i] = ra_malloc(1u << 20);
+  return v;
+}
+
+static int write_profile(const char *path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    perror(path);
+    return 1;
+  }
+  int err = ra_profile_write(fd);
+  close(fd);
+  if (err != 0) {
+    fprintf(stderr, "ra_profile_write: error %d\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+NOINLINE void **site_child(void) {
+  void **v = ra_malloc(1024 * sizeof *v);
+  for (int i = 0; i < 1024; i++) v[i] = ra_malloc(2048);
+  return v;
+}
+
+NOINLINE void *thread_work(void *arg) {
+  (void)arg;
+  void *keep[4096];
+  size_t kept = 0;
+  for (size_t i = 0; i < 200000; i++) {
+    void *p = ra_malloc(16 + (i * 7919) % 2000);
+    if (i % 8 == 0 && kept < 4096) keep[kept++] = p;
+    else ra_free(p);
+  }
+  for (size_t i = 0; i < kept; i++) ra_free(keep[i]);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: prof_sites sites|threads FILE\n");
+    return 2;
+  }
+  if (!strcmp(argv[1], "sites")) {
+    void **a = site_a(), **b = site_b();
+    site_c();
+    void **d = site_d();
+    sink = a;
+    sink = b;
+    sink = d;
+    if (write_profile(argv[2]) != 0) return 1;
+    return 3;
+  }
+  if (!strcmp(argv[1], "signal")) {
+    /* RAMALLOC_DUMP_SIGNAL=USR2: the dumper thread writes argv[2] (the profile file name + ".1") */
+    void **a = site_a();
+    sink = a;
+    raise(SIGUSR2);
+    for (int i = 0; i < 500 && access(argv[2], F_OK) != 0; i++) usleep(10000);
+    return access(argv[2], F_OK) == 0 ? 0 : 1;
+  }
+  if (!strcmp(argv[1], "threads")) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, thread_work, NULL);
+    usleep(2000);
+    pid_t pid = fork();
+    if (pid == 0) {
+      void **c = site_child();
+      sink = c;
+      char path[4096];
+      snprintf(path, sizeof path, "%s.child", argv[2]);
+      _exit(write_profile(path));
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "child failed: status 0x%x\n", status);
+      return 1;
+    }
+    return write_profile(argv[2]);
+  }
+  return 2;
+}
