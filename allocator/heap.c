@@ -20,6 +20,9 @@ static atomic_bool initialised;
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
 static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
+static atomic_size_t heaps_live; /* threads with a heap; the purger lives while this is not 0 */
+
+size_t _ra_heap_live(void) { return atomic_load_explicit(&heaps_live, memory_order_relaxed); }
 
 static void heap_thread_done(void *value);
 
@@ -80,6 +83,8 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  /* Only the forking thread lives on: the other heaps are orphans. */
+  atomic_store_explicit(&heaps_live, _ra_heap_current() != &_ra_heap_empty ? 1 : 0, memory_order_relaxed);
   _ra_chunk_fork_child();
   _ra_purge_fork_child();
   fork_release_common();
@@ -120,6 +125,7 @@ ra_heap_t *_ra_heap_get_slow(void) {
   _ra_unlock(&heap_lock);
   _ra_heap_set_current(h);
   _ra_thread_register(h);
+  atomic_fetch_add_explicit(&heaps_live, 1, memory_order_relaxed);
   _ra_purge_start_wanted(); /* the process's first heap starts the purger (purge.c) */
   return h;
 }
@@ -187,7 +193,6 @@ static void heap_abandon(ra_heap_t *heap) {
   /* Thread exit is a slow path too: give back what has waited out the delay. */
   long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
   if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
-  _ra_purge_start_wanted(); /* the heap is gone: a safe point */
 }
 
 static void heap_thread_done(void *value) {
@@ -203,6 +208,7 @@ static void heap_thread_done(void *value) {
   h->next_pool = heap_pool;
   heap_pool = h;
   _ra_unlock(&heap_lock);
+  if (atomic_fetch_sub_explicit(&heaps_live, 1, memory_order_relaxed) == 1) _ra_purge_stop();
 }
 
 /* Call fn on every live heap, holding the heap list lock (fn must not allocate). */

@@ -496,6 +496,7 @@ extern bool _ra_guard_pages;         /* RAMALLOC_GUARD_PAGES, set once at initia
 extern size_t _ra_protect_freed;     /* RAMALLOC_PROTECT_FREED (largest block protected; 0: off), set once */
 ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
+size_t _ra_heap_live(void); /* threads with a heap */
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 
@@ -507,6 +508,7 @@ bool _ra_purge_reset_only(void);
 void _ra_purge_init(void);
 void _ra_purge_notify(void);
 void _ra_purge_start_wanted(void);
+void _ra_purge_stop(void);
 void _ra_purge_fork_child(void);
 
 /* stats.c */

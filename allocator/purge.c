@@ -21,8 +21,9 @@
 static _Atomic(uint64_t) next_pass_ms;
 
 /* The purger's state: not started, wanted (a notify asked for it; started at the next safe point),
- * running, or off (disabled, never purging, or its thread could not be made). */
-enum { PURGER_IDLE = 0, PURGER_WANTED = 1, PURGER_RUNNING = 2, PURGER_OFF = 3 };
+ * running, asked to exit (the last thread with a heap is exiting), or off (disabled, never purging,
+ * or its thread could not be made). */
+enum { PURGER_IDLE = 0, PURGER_WANTED = 1, PURGER_RUNNING = 2, PURGER_EXITING = 3, PURGER_OFF = 4 };
 static _Atomic(int) purger_state;
 static atomic_bool purger_pending;         /* free memory waits for a purge pass */
 static _Atomic(uint32_t) purger_word;      /* the futex word the purger sleeps on */
@@ -129,7 +130,12 @@ static void *purger_main(void *arg) {
   if (sleep_ms < 10) sleep_ms = 10; /* a pass is cheap, but not free: at most 100 a second */
   for (;;) {
     uint32_t w = atomic_load_explicit(&purger_word, memory_order_acquire);
-    if (!atomic_load_explicit(&purger_pending, memory_order_acquire)) {
+    int st = PURGER_EXITING;
+    bool pending = atomic_load_explicit(&purger_pending, memory_order_acquire);
+    if (atomic_compare_exchange_strong_explicit(&purger_state, &st, pending ? PURGER_WANTED : PURGER_IDLE,
+                                                memory_order_acq_rel, memory_order_relaxed))
+      return NULL; /* see _ra_purge_stop */
+    if (!pending) {
       _ra_thread_wait(&purger_word, w, 0); /* nothing waits: sleep until a notify */
       continue;
     }
@@ -156,11 +162,13 @@ void _ra_purge_notify(void) {
   }
 }
 
-/* Start the purger if a notify asked for it. Called where no allocator lock is held and the
- * calling thread's allocator state is consistent, since making a thread allocates. */
+/* Start the purger if a notify asked for it (and some thread has a heap). Called where no allocator
+ * lock is held and the calling thread's allocator state is consistent, since making a thread
+ * allocates. */
 void _ra_purge_start_wanted(void) {
   int st = PURGER_WANTED;
   if (RA_LIKELY(atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_WANTED)) return;
+  if (_ra_heap_live() == 0) return;
   if (!atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_RUNNING, memory_order_acq_rel,
                                                memory_order_relaxed))
     return;
@@ -178,10 +186,24 @@ void _ra_purge_init(void) {
   atomic_store_explicit(&purger_state, on ? PURGER_WANTED : PURGER_OFF, memory_order_relaxed);
 }
 
+/* The last thread with a heap is exiting: the purger exits too. A process ends when its last thread
+ * does (a main thread may leave through pthread_exit, and a fork child's only thread may be one
+ * that the parent started), and the purger must not keep it alive. A thread that makes a heap
+ * later starts it again. */
+void _ra_purge_stop(void) {
+  int st = PURGER_RUNNING;
+  if (!atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_EXITING, memory_order_acq_rel,
+                                               memory_order_relaxed))
+    return;
+  atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
+  _ra_thread_wake(&purger_word);
+}
+
 /* In a child after fork: the purger did not come along. Started again when something is freed (or
  * now, when a pass was pending), at the child's next safe point. */
 void _ra_purge_fork_child(void) {
-  if (atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_RUNNING) return;
+  int st = atomic_load_explicit(&purger_state, memory_order_relaxed);
+  if (st != PURGER_RUNNING && st != PURGER_EXITING) return;
   atomic_store_explicit(&purger_state, atomic_load_explicit(&purger_pending, memory_order_relaxed) ? PURGER_WANTED
                                                                                                    : PURGER_IDLE,
                         memory_order_relaxed);

@@ -143,8 +143,41 @@ static void test_fork_during_trim(void **state) {
   assert_int_equal(failed, 0);
 }
 
+/* A process ends when its last thread does: ramalloc's purger thread must not keep it alive. A child
+ * (the fork keeps the test's process out of it) frees memory so that the purger has work, starts a
+ * thread that does the same, and leaves its main thread through pthread_exit; once the other
+ * thread returns, the child must be gone. Before the purger stopped with the last heap, the child
+ * stayed a zombie leader for ever (and, as the purger blocks every signal, SIGTERM could not end
+ * it). */
+static void *alloc_free_return(void *arg) {
+  for (int i = 0; i < 200; i++) ra_free(ra_malloc(300 << 10));
+  return arg;
+}
+
+static void test_last_thread_exit_ends_process(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    ra_free(ra_malloc(1 << 20));
+    pthread_t t;
+    if (pthread_create(&t, NULL, alloc_free_return, NULL) != 0) _exit(3);
+    pthread_exit(NULL);
+  }
+  int status = 0;
+  pid_t w = 0;
+  for (int waited = 0; waited < 10000 && (w = waitpid(pid, &status, WNOHANG)) == 0; waited += 10) usleep(10 * 1000);
+  if (w == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  assert_int_equal(w, pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_fork_while_threads_allocate),
-                                     cmocka_unit_test(test_fork_during_trim)};
+                                     cmocka_unit_test(test_fork_during_trim),
+                                     cmocka_unit_test(test_last_thread_exit_ends_process)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
