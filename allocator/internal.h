@@ -20,10 +20,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "annotate.h"
 #include "os.h"
 #include "ramalloc.h"
+
+/* Everything declared below is internal to the library: hidden, so the compiler reaches the
+ * variables directly rather than through the GOT (_ra_key and the chunk map on every malloc and
+ * free). (PE has no such visibility; the .def file says what ramalloc.dll exports.) */
+#if !defined(_WIN32)
+#pragma GCC visibility push(hidden)
+#endif
 
 #ifndef RA_DEBUG
 #define RA_DEBUG 0
@@ -601,12 +609,15 @@ static inline uint64_t _ra_ms_from32(uint64_t now, uint32_t t) { return now - (u
 uint64_t _ra_now_ms(void);
 #else
 static inline uint64_t _ra_now_ms(void);
-#include <time.h>
 static inline uint64_t _ra_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+#endif
+
+#if !defined(_WIN32)
+#pragma GCC visibility pop
 #endif
 
 #endif /* RAMALLOC_INTERNAL_H */
