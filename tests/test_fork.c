@@ -154,11 +154,24 @@ static void *alloc_free_return(void *arg) {
   return arg;
 }
 
+/* LeakSanitizer's check at exit would report what cmocka holds in a child that never returns from
+ * main (its own hook, asked at exit; ignored in other builds). */
+static volatile int in_exiting_child;
+int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void) { return in_exiting_child; }
+
 static void test_last_thread_exit_ends_process(void **state) {
   (void)state;
+#if defined(__SANITIZE_THREAD__)
+  /* A child that makes threads after a fork from a threaded process is outside what
+   * ThreadSanitizer supports (die_after_fork=0 only lets it try): this child, which does, was seen
+   * to stay alive there now and then, and under no other build. */
+  skip();
+#endif
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
+    in_exiting_child = 1;
     ra_free(ra_malloc(1 << 20));
     pthread_t t;
     if (pthread_create(&t, NULL, alloc_free_return, NULL) != 0) _exit(3);
