@@ -260,12 +260,13 @@ void ra_free(void *p) {
   ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
   ra_block_t *b = p;
   /* Offset in the head slice, and whether it is a whole number of blocks (no interior pointer) of
-   * the part the page has carved (a block past it was never handed out). */
+   * the part the page has carved (a block past it was never handed out; the capacity is read as a
+   * plain field: only once the calling thread is known to own the page). */
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
   uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
                 atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 &&
-                q < _ra_page_capacity(page) && (!RA_CHECKS || q * page->block_size == off) &&
+                q < page->capacity && (!RA_CHECKS || q * page->block_size == off) &&
                 !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
@@ -407,7 +408,7 @@ static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t 
       uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
       uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
       if (RA_LIKELY(flags == 0 && atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                    q < _ra_page_capacity(page) && (!RA_CHECKS || q * page->block_size == off) &&
+                    q < page->capacity && (!RA_CHECKS || q * page->block_size == off) &&
                     !_ra_block_looks_free(b))) {
         RA_ANN_FREE_ENTRY(p);
         RA_ANN_FREE_BLOCK(b, page->block_size);
