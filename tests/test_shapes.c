@@ -111,8 +111,8 @@ static void test_thread_generations(void **state) {
          early, peak >> 10, gens);
   /* Flat: later generations reuse the memory of earlier ones. */
   assert_true(peak <= peak25 + peak25 / 4 + 2 * RA_MiB);
-  /* glibc's peak RSS for this program is 17-20 MiB (tests/shapes/generations.c; docs/memory-return.md):
-   * within 1.5x of it, measured as committed bytes. */
+  /* glibc's peak RSS for this program is 19-26 MiB over 25-200 generations (tests/shapes/generations.c;
+   * docs/memory-return.md): stay under 1.5x of its 17 MiB floor, measured as committed bytes. */
   if (RA_TEST_SCALE == 1) assert_true(peak <= 25 * RA_MiB);
   for (size_t i = 0; i < GEN_THREADS; i++) {
     for (int k = 0; k < GEN_BLOCKS; k++) ra_free(gen_left[i][k]);
