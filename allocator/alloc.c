@@ -37,7 +37,7 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
   }
 }
 
-static inline void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   if (RA_UNLIKELY(heap == &_ra_heap_empty)) {
     heap = _ra_heap_get_slow();
     if (heap == NULL) {
@@ -81,17 +81,62 @@ static inline void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   return p;
 }
 
-/* Everything the fast path does not serve. With the heap profiler on, that is every allocation
- * (heap->direct[] stays empty), and the sampling countdown runs here. */
-RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
-  void *p = malloc_generic(heap, size, zero);
-  if (RA_UNLIKELY(_ra_prof_route) && p != NULL) _ra_prof_note(p, size);
+/* The fast paths serve sizes below this bound: RA_DIRECT_MAX + 1, or 0 while the heap profiler is
+ * on (set once, at initialisation, before any heap exists), which sends every allocation to
+ * _ra_malloc_generic. A variable in place of a constant in the size test, so that profiling off
+ * runs the same instructions as before. */
+size_t _ra_direct_bound = RA_DIRECT_MAX + 1;
+
+#if !defined(_WIN32)
+/* The heap profiler's allocations other than the common case (a block at hand, and the countdown
+ * stays at or above zero): calloc's, the sampled ones, and those that need pages found or made. */
+static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zero) {
+  void *p = NULL;
+  if (size <= RA_DIRECT_MAX) {
+    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    if (page->free != NULL) {
+      p = page_pop(page, page->free);
+      if (zero) block_zero(page, p, size);
+      RA_ANN_ALLOC(p, size, page->block_size, zero);
+    }
+  }
+  if (p == NULL) {
+    p = malloc_generic(heap, size, zero);
+    if (p == NULL) return NULL;
+  }
+  _ra_prof_note(p, size);
   return p;
+}
+
+/* The fast path again, for the heap profiler: a block at hand is taken when its size does not take
+ * the countdown below zero. Everything else is a tail call, so this path saves no registers. */
+static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
+  if (RA_LIKELY(size <= RA_DIRECT_MAX) && !zero) {
+    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_block_t *b = page->free;
+    int64_t left = _ra_prof_countdown - (int64_t)size;
+    if (RA_LIKELY(b != NULL) && RA_LIKELY(left >= 0)) {
+      _ra_prof_countdown = left;
+      void *p = page_pop(page, b);
+      RA_ANN_ALLOC(p, size, page->block_size, false);
+      return p;
+    }
+  }
+  return prof_malloc_slow(heap, size, zero);
+}
+#endif
+
+/* Everything the fast paths do not serve, and every allocation while the heap profiler is on. */
+RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+#if !defined(_WIN32)
+  if (RA_UNLIKELY(_ra_prof_route)) return prof_malloc(heap, size, zero);
+#endif
+  return malloc_generic(heap, size, zero);
 }
 
 void *ra_malloc(size_t size) {
   ra_heap_t *heap = _ra_heap_current();
-  if (RA_LIKELY(size <= RA_DIRECT_MAX)) {
+  if (RA_LIKELY(size < _ra_direct_bound)) {
     ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
     ra_block_t *b = page->free;
     if (RA_LIKELY(b != NULL)) {
@@ -110,7 +155,7 @@ void *ra_calloc(size_t count, size_t size) {
     return NULL;
   }
   ra_heap_t *heap = _ra_heap_current();
-  if (RA_LIKELY(total <= RA_DIRECT_MAX)) {
+  if (RA_LIKELY(total < _ra_direct_bound)) {
     ra_page_t *page = heap->direct[(total + RA_ALIGN - 1) / RA_ALIGN];
     ra_block_t *b = page->free;
     if (RA_LIKELY(b != NULL)) {

@@ -534,10 +534,11 @@ int _ra_inspect_dump_file(const char *path, const char *reason); /* 0 or an errn
 size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unknown */
 
 /* prof_posix.c: the sampling heap profiler (docs/profiling.md). POSIX only; on Windows the hooks
- * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists: while
- * it is set, heap->direct[] stays on the empty page (page.c) so that every allocation passes
- * _ra_malloc_generic, where the per-thread byte countdown runs. A sampled block's page carries
- * RA_PAGE_SAMPLED, which sends its frees to _ra_free_generic, where the sample is dropped. */
+ * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists, and
+ * _ra_direct_bound with it: while it is set, malloc and calloc leave their fast paths at once for
+ * _ra_malloc_generic, which runs a copy of the fast path and the per-thread byte countdown. A
+ * sampled block's page carries RA_PAGE_SAMPLED, which sends its frees to _ra_free_generic, where
+ * the sample is dropped. */
 #define RA_PROF_DEFAULT_RATE ((size_t)512 << 10)
 #if defined(_WIN32)
 #define _ra_prof_route false
@@ -576,6 +577,7 @@ static inline void _ra_prof_note(void *p, size_t size) {
 #endif
 
 /* alloc.c */
+extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
 void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
 
 /* free.c */

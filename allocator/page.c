@@ -170,8 +170,7 @@ static void direct_update(ra_heap_t *heap, size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
   if (bs > RA_DIRECT_MAX) return;
   ra_page_t *pg = heap->queues[class_idx].first;
-  /* The heap profiler needs every allocation on the generic path, where its countdown runs. */
-  if (pg == NULL || _ra_prof_route) pg = &_ra_page_empty;
+  if (pg == NULL) pg = &_ra_page_empty;
   size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] / RA_ALIGN + 1;
   for (size_t i = lo; i <= bs / RA_ALIGN; i++) heap->direct[i] = pg;
 }

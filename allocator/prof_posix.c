@@ -16,9 +16,11 @@
  * square root of its sample count: a site holding B live bytes has about B/R samples.
  *
  * Where the countdown runs: _ra_prof_route is set at initialisation, before the first heap exists,
- * and while it is set heap->direct[] stays on the empty page, so the malloc/calloc fast path always
- * falls through to _ra_malloc_generic, which calls _ra_prof_note. Profiling off costs the fast
- * paths nothing; on, every small allocation pays the generic path (docs/performance.md).
+ * and _ra_direct_bound with it, the size below which malloc and calloc take their fast path: 0
+ * sends every allocation to _ra_malloc_generic, which runs a copy of the fast path that also counts
+ * the size down (alloc.c). Profiling off runs the fast paths' instructions unchanged (their size
+ * test reads the bound instead of a constant); on, a small allocation costs about 15 instructions
+ * more (docs/performance.md).
  *
  * Frees. A page holding sampled blocks carries RA_PAGE_SAMPLED, which sends every free of that page
  * off the fast path to _ra_free_generic; there the block's address is looked up in the sample table
@@ -424,6 +426,7 @@ void _ra_prof_init(void) {
   if (r > 0) {
     rate = (double)r;
     _ra_prof_route = true;
+    _ra_direct_bound = 0;
   }
 }
 
