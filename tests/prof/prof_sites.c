@@ -6,6 +6,9 @@
  *            allocates and frees 64 MiB in 256-byte blocks (nothing live), site_d keeps 4 MiB in
  *            four 1 MiB blocks; then writes the profile with ra_profile_write to argv[2] and exits
  *            with status 3 (the leak report must leave it unchanged)
+ *   entries  the other ways to allocate, one site each: site_calloc keeps 2 MiB in 48-byte calloc
+ *            blocks, site_realloc 8192 blocks of 40 bytes moved by realloc to 400, site_aligned
+ *            16384 blocks of 100 bytes aligned to 64; writes the profile to argv[2]
  *   signal   site_a, then SIGUSR2 to itself; waits for the profile file argv[2] to appear
  *   threads  four threads allocate and free with one block in 8 kept, the main thread forks in the
  *            middle; the child allocates at site_child, writes its profile to argv[2].child and
@@ -58,6 +61,26 @@ NOINLINE void **site_d(void) {
   return v;
 }
 
+NOINLINE void **site_calloc(void) {
+  size_t n = (2u << 20) / 48;
+  void **v = ra_malloc(n * sizeof *v);
+  for (size_t i = 0; i < n; i++) v[i] = ra_calloc(1, 48);
+  return v;
+}
+
+NOINLINE void **site_realloc(void) {
+  void **v = ra_malloc(8192 * sizeof *v);
+  for (int i = 0; i < 8192; i++) v[i] = ra_malloc(40);
+  for (int i = 0; i < 8192; i++) v[i] = ra_realloc(v[i], 400); /* a 48-byte block: moves */
+  return v;
+}
+
+NOINLINE void **site_aligned(void) {
+  void **v = ra_malloc(16384 * sizeof *v);
+  for (int i = 0; i < 16384; i++) v[i] = ra_aligned_alloc(64, 100);
+  return v;
+}
+
 static int write_profile(const char *path) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) {
@@ -94,7 +117,7 @@ NOINLINE void *thread_work(void *arg) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: prof_sites sites|threads FILE\n");
+    fprintf(stderr, "usage: prof_sites sites|entries|signal|threads FILE\n");
     return 2;
   }
   if (!strcmp(argv[1], "sites")) {
@@ -106,6 +129,13 @@ int main(int argc, char **argv) {
     sink = d;
     if (write_profile(argv[2]) != 0) return 1;
     return 3;
+  }
+  if (!strcmp(argv[1], "entries")) {
+    void **c = site_calloc(), **r = site_realloc(), **a = site_aligned();
+    sink = c;
+    sink = r;
+    sink = a;
+    return write_profile(argv[2]);
   }
   if (!strcmp(argv[1], "signal")) {
     /* RAMALLOC_DUMP_SIGNAL=USR2: the dumper thread writes argv[2] (the profile file name + ".1") */

@@ -3,6 +3,7 @@
 
   accuracy  estimated live bytes per call site of prof_sites within 10% of the truth, in the profiles
             written by ra_profile_write, at exit and on RAMALLOC_DUMP_SIGNAL
+  entries   the same for sites that allocate with calloc, realloc and aligned_alloc
   pprof     google-pprof --text reads the profile and names the sites (skipped without google-pprof)
   leaks     RAMALLOC_LEAKS=1 lists the live sites, most bytes first, and keeps the exit status
   threads   four threads sampling and a fork in the middle: both processes write sound profiles
@@ -24,6 +25,10 @@ A_TRUE = 8 * 2**20 + 8192 * 8      # 1 KiB blocks and the calloc'ed pointer arra
 B_TRUE = 2 * 2**20 + 32768 * 8     # 64-byte blocks and the pointer array
 D_TRUE = 4 * 2**20 + 32            # four 1 MiB blocks and a 32-byte array
 CHILD_TRUE = 1024 * 2048 + 1024 * 8
+CALLOC_N = 2 * 2**20 // 48
+CALLOC_TRUE = CALLOC_N * 48 + CALLOC_N * 8
+REALLOC_TRUE = 8192 * 400 + 8192 * 8
+ALIGNED_N = 16384 + 1              # the blocks and the pointer array
 
 
 def fail(msg):
@@ -85,6 +90,21 @@ def test_accuracy(args, tmp):
                                             "RAMALLOC_DUMP_SIGNAL": "USR2",
                                             "RAMALLOC_DUMP_LAYOUT": os.path.join(tmp, "sig.json")})
     check_close("site_a bytes in the signal's profile", folded(args, sig + ".1").get("site_a", 0), A_TRUE)
+
+
+def test_entries(args, tmp):
+    prof = os.path.join(tmp, "entries.heap")
+    run([args.sites, "entries", prof], {"RAMALLOC_PROFILE": "512"})
+    space = folded(args, prof)
+    objects = folded(args, prof, "inuse_objects")
+    check_close("site_calloc bytes", space.get("site_calloc", 0), CALLOC_TRUE)
+    check_close("site_calloc blocks", objects.get("site_calloc", 0), CALLOC_N + 1)
+    # the 40-byte blocks were freed by the realloc that moved them: only the 400-byte ones are live
+    check_close("site_realloc bytes", space.get("site_realloc", 0), REALLOC_TRUE)
+    check_close("site_realloc blocks", objects.get("site_realloc", 0), 8193)
+    # an aligned block counts the bytes of the block that holds it (100 + 48 here), so only the
+    # block count is compared
+    check_close("site_aligned blocks", objects.get("site_aligned", 0), ALIGNED_N)
 
 
 def test_pprof(args, tmp):
@@ -246,7 +266,7 @@ def test_layout(args, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("check", choices=["accuracy", "pprof", "leaks", "threads", "timeline", "layout"])
+    ap.add_argument("check", choices=["accuracy", "entries", "pprof", "leaks", "threads", "timeline", "layout"])
     ap.add_argument("--schema")
     ap.add_argument("--map")
     ap.add_argument("--sites", required=True)
