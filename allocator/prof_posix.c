@@ -316,7 +316,7 @@ static void sample_add(uintptr_t addr, size_t size, uint32_t stack) {
   s->size = size;
   s->stack = stack;
   s->next = tab->buckets[b];
-  tab->buckets[b] = i;
+  __atomic_store_n(&tab->buckets[b], i, __ATOMIC_RELAXED); /* read without the lock: _ra_prof_free */
   /* The flag changes under the lock, with the count, so a set and a clear cannot cross. */
   ra_page_t *pg = page_of_block(addr);
   if (pg != NULL && page_count_add((uintptr_t)pg, 1) == 1) _ra_page_set_flag(pg, RA_PAGE_SAMPLED, true);
@@ -333,7 +333,7 @@ static bool sample_remove(uintptr_t addr) {
   for (uint32_t i = *link; i != NIL; link = &tab->samples[i].next, i = *link) {
     sample_t *s = &tab->samples[i];
     if (s->addr != addr) continue;
-    *link = s->next;
+    __atomic_store_n(link, s->next, __ATOMIC_RELAXED); /* maybe a bucket's head: _ra_prof_free */
     /* The block is still live (its free has not pushed it anywhere yet): the page stays its page. */
     ra_page_t *pg = page_of_block(addr);
     if (pg != NULL && page_count_add((uintptr_t)pg, -1) == 0) _ra_page_set_flag(pg, RA_PAGE_SAMPLED, false);
@@ -413,6 +413,11 @@ void _ra_prof_sample(void *p, size_t size) {
 
 void _ra_prof_free(void *block) {
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire)) return;
+  /* Most blocks of a sampled page were not sampled: an empty bucket says so without the lock, which
+   * threads freeing at once would otherwise queue on. A sample of this block was added before the
+   * block was handed out, so before its free (the program orders the two), and keeps the bucket's
+   * head set until it is removed, here. */
+  if (__atomic_load_n(&tab->buckets[bucket_of((uintptr_t)block)], __ATOMIC_RELAXED) == NIL) return;
   pthread_mutex_lock(&prof_lock);
   sample_remove((uintptr_t)block);
   pthread_mutex_unlock(&prof_lock);
