@@ -319,6 +319,9 @@ struct ra_heap_s {
   uint32_t slow_calls;                     /* generic mallocs served from a page at hand */
   uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
+  uint8_t protect_backoff;                 /* RAMALLOC_PROTECT_FREED under churn (chunk.c): frees */
+  uint8_t protect_skip;                    /* to skip after a quick reuse, how many are left, and */
+  uint64_t protect_quick_ms;               /* when the last quick reuse was seen */
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
 };
 
