@@ -138,12 +138,13 @@ static uint64_t slices_protect(ra_chunk_t *c, uint64_t mask, ra_prot_t prot) {
  * frees unprotected: a program churning large blocks has one free in 64 protected, a sample. The
  * skips lapse RA_PROTECT_BACKOFF_MS after the last quick reuse, and a slow one ends them: a program
  * whose freed blocks wait is fully protected. (glibc's mmap threshold rises after a free for the
- * same reason.) */
+ * same reason.) RAMALLOC_SECURE=1 protects every free. */
 #define RA_PROTECT_QUICK_MS 20
 #define RA_PROTECT_BACKOFF_MS 200
 #define RA_PROTECT_BACKOFF_MAX 63
 
 static void protect_feedback(ra_heap_t *heap, const ra_chunk_t *c, size_t idx) {
+  if (_ra_option(RA_OPT_SECURE) != 0) return; /* every free protected, whatever it costs */
   uint64_t now = _ra_now_ms();
   if (now - c->slice_free_ms[idx] >= RA_PROTECT_QUICK_MS) {
     heap->protect_backoff = heap->protect_skip = 0;
