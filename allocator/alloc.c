@@ -81,6 +81,16 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
   return p;
 }
 
+/* RAMALLOC_CANARY (secure.c): the slot must hold the canary too, and the block is checked before
+ * it is handed out; one that fails is reported and, in warn mode, left out for another. */
+static RA_NOINLINE void *malloc_checked(ra_heap_t *heap, size_t size, bool zero) {
+  size_t asked = _ra_canary_room(size);
+  for (;;) {
+    void *p = malloc_generic(heap, asked, zero && asked > RA_LARGE_MAX); /* huge: zeroed by the pop */
+    if (p == NULL || _ra_secure_handout(p, size, zero)) return p;
+  }
+}
+
 /* The fast paths serve sizes below this bound: RA_DIRECT_MAX + 1, or 0 while the heap profiler is
  * on (set once, at initialisation, before any heap exists), which sends every allocation to
  * _ra_malloc_generic. A variable in place of a constant in the size test, so that profiling off
@@ -89,7 +99,9 @@ size_t _ra_direct_bound = RA_DIRECT_MAX + 1;
 
 #if !defined(_WIN32)
 /* The heap profiler's allocations other than the common case (a block at hand, and the countdown
- * stays at or above zero): calloc's, the sampled ones, and those that need pages found or made. */
+ * stays at or above zero): calloc's, the sampled ones, and those that need pages found or made.
+ * With the canaries on, direct[] stays on the empty page, so every block comes from
+ * malloc_checked. */
 static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zero) {
   void *p = NULL;
   if (size <= RA_DIRECT_MAX) {
@@ -101,7 +113,7 @@ static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zer
     }
   }
   if (p == NULL) {
-    p = malloc_generic(heap, size, zero);
+    p = RA_UNLIKELY(_ra_canary) ? malloc_checked(heap, size, zero) : malloc_generic(heap, size, zero);
     if (p == NULL) return NULL;
   }
   _ra_prof_note(p, size);
@@ -126,11 +138,13 @@ static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
 }
 #endif
 
-/* Everything the fast paths do not serve, and every allocation while the heap profiler is on. */
+/* Everything the fast paths do not serve, and every allocation while the heap profiler or the
+ * canaries are on. */
 RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
 #if !defined(_WIN32)
   if (RA_UNLIKELY(_ra_prof_route)) return prof_malloc(heap, size, zero);
 #endif
+  if (RA_UNLIKELY(_ra_canary)) return malloc_checked(heap, size, zero);
   return malloc_generic(heap, size, zero);
 }
 
@@ -174,15 +188,16 @@ static void *malloc_aligned(size_t align, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  if (align <= RA_SLICE_SIZE && size <= RA_LARGE_MAX) {
+  if (align <= RA_SLICE_SIZE && _ra_canary_room(size) <= RA_LARGE_MAX) {
     /* Pages start on a slice boundary, so a class whose block size is a multiple of the alignment
-     * is aligned already, and so is every large block (one per span). */
-    size_t bs = _ra_class_size[_ra_size_class(size)];
+     * is aligned already, and so is every large block (one per span). (The class is the one
+     * ra_malloc picks, with the canary's room when the canaries are on.) */
+    size_t bs = _ra_class_size[_ra_size_class(_ra_canary_room(size))];
     if (bs % align == 0 || bs > RA_MEDIUM_MAX) return ra_malloc(size);
     /* Room for the alignment and at least one byte, so the aligned pointer stays inside the block
      * even for size 0 (it would otherwise be the next block's start). */
     size_t n = (size == 0 ? 1 : size) + align - RA_ALIGN;
-    if (n <= RA_LARGE_MAX) {
+    if (_ra_canary_room(n) <= RA_LARGE_MAX) {
       uint8_t *p = ra_malloc(n);
       if (p == NULL) return NULL;
       uintptr_t a = _ra_align_up((uintptr_t)p, align);
@@ -257,7 +272,7 @@ void *ra_realloc(void *p, size_t size) {
     ra_free(p);
     return ra_malloc(0);
   }
-  const uint8_t *end = page == NULL ? chunk->huge_block + chunk->huge_size : (uint8_t *)block + page->block_size;
+  const uint8_t *end = page == NULL ? chunk->huge_block + chunk->huge_size : _ra_block_end(page, block);
   size_t usable = (size_t)(end - (uint8_t *)p);
   if (size <= usable && size >= usable / 2) return p; /* fits, and not much is wasted */
   if (page == NULL && size > RA_LARGE_MAX && _ra_huge_resize(chunk, size)) return p;

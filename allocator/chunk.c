@@ -132,6 +132,40 @@ static uint64_t slices_protect(ra_chunk_t *c, uint64_t mask, ra_prot_t prot) {
   return done;
 }
 
+/* Protection that is lifted again within RA_PROTECT_QUICK_MS of the free guarded a window too short
+ * to be worth two mprotects (with a shootdown of the other threads' TLBs each time). A heap that
+ * sees it doubles its backoff (up to RA_PROTECT_BACKOFF_MAX) and leaves that many of its next large
+ * frees unprotected: a program churning large blocks has one free in 64 protected, a sample. The
+ * skips lapse RA_PROTECT_BACKOFF_MS after the last quick reuse, and a slow one ends them: a program
+ * whose freed blocks wait is fully protected. (glibc's mmap threshold rises after a free for the
+ * same reason.) RAMALLOC_SECURE=1 protects every free. */
+#define RA_PROTECT_QUICK_MS 20
+#define RA_PROTECT_BACKOFF_MS 200
+#define RA_PROTECT_BACKOFF_MAX 63
+
+static void protect_feedback(ra_heap_t *heap, const ra_chunk_t *c, size_t idx) {
+  if (_ra_option(RA_OPT_SECURE) != 0) return; /* every free protected, whatever it costs */
+  uint64_t now = _ra_now_ms();
+  if (now - c->slice_free_ms[idx] >= RA_PROTECT_QUICK_MS) {
+    heap->protect_backoff = heap->protect_skip = 0;
+    return;
+  }
+  unsigned b = heap->protect_backoff * 2u + 1;
+  heap->protect_backoff = heap->protect_skip = (uint8_t)(b < RA_PROTECT_BACKOFF_MAX ? b : RA_PROTECT_BACKOFF_MAX);
+  heap->protect_quick_ms = now;
+}
+
+/* Whether a heap's large free now is one the backoff skips (see protect_feedback). */
+static bool protect_skipped(ra_heap_t *heap, uint64_t now) {
+  if (heap == NULL || heap->protect_skip == 0) return false;
+  if (now - heap->protect_quick_ms >= RA_PROTECT_BACKOFF_MS) {
+    heap->protect_backoff = heap->protect_skip = 0;
+    return false;
+  }
+  heap->protect_skip--;
+  return true;
+}
+
 /* Make the inaccessible slices among `mask` plain memory again (they are about to be reused). */
 static void noaccess_lift(ra_chunk_t *c, uint64_t mask) {
   uint64_t m = c->noaccess & mask;
@@ -234,7 +268,10 @@ static size_t find_run(uint64_t free, size_t n) {
 static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n) {
   uint64_t m = slice_mask(idx, n);
   _ra_chunk_lock(c);
-  noaccess_lift(c, m);
+  if (c->noaccess & m) {
+    protect_feedback(heap, c, idx);
+    noaccess_lift(c, m);
+  }
   atomic_fetch_and_explicit(&c->purge_slices, ~m, memory_order_relaxed);
   bool fresh = (c->dirty & m) == 0;
   c->dirty |= m;
@@ -298,6 +335,7 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
   }
   long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
   uint64_t now = _ra_now_ms();
+  if (protect && protect_skipped(heap, now)) protect = false;
   /* Under the chunk lock: a walk (inspect.c) reads the chunk holding it, and a chunk being swept
    * (heap NULL) changes while no thread owns it. */
   _ra_chunk_lock(c);

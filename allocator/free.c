@@ -223,6 +223,9 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   ra_page_t *page;
   ra_block_t *block;
   if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
+  if (page != NULL && RA_UNLIKELY(atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_CANARY) &&
+      !_ra_secure_free(page, block))
+    return; /* reported; warn mode: refused */
   if (RA_UNLIKELY(_ra_prof_route) &&
       (page == NULL || (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_SAMPLED)))
     _ra_prof_free(block);
@@ -288,8 +291,7 @@ size_t _ra_usable_size_checked(const void *p, bool *ok) {
   if (p == NULL || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(p))) return 0; /* quick: not ours */
   if (locate(p, &at) != LOCATE_OK || is_double_free(&at)) return 0;
   *ok = true;
-  const uint8_t *end = at.page == NULL ? at.chunk->huge_block + at.chunk->huge_size
-                                       : (const uint8_t *)at.block + at.page->block_size;
+  const uint8_t *end = at.page == NULL ? at.chunk->huge_block + at.chunk->huge_size : _ra_block_end(at.page, at.block);
   return (size_t)(end - (const uint8_t *)p);
 }
 
@@ -349,11 +351,15 @@ bool ra_owns(const void *p) {
  * choose it. *request gets the byte count a huge block was made for. */
 static size_t class_for(size_t size, size_t align, size_t *request) {
   *request = size == 0 ? 1 : size;
-  if (align <= RA_ALIGN) return size <= RA_LARGE_MAX ? _ra_size_class(size) : RA_CLASS_HUGE;
-  if (align > RA_SLICE_SIZE || size > RA_LARGE_MAX) return RA_CLASS_HUGE;
-  size_t cls = _ra_size_class(size), bs = _ra_class_size[cls];
+  size_t room = _ra_canary_room(size); /* with the canaries on, the slot holds one too */
+  if (align <= RA_ALIGN) {
+    if (room > size) *request = room; /* a huge block was asked for this much */
+    return room <= RA_LARGE_MAX ? _ra_size_class(room) : RA_CLASS_HUGE;
+  }
+  if (align > RA_SLICE_SIZE || room > RA_LARGE_MAX) return RA_CLASS_HUGE;
+  size_t cls = _ra_size_class(room), bs = _ra_class_size[cls];
   if (bs % align == 0 || bs > RA_MEDIUM_MAX) return cls;
-  size_t n = *request + align - RA_ALIGN;
+  size_t n = _ra_canary_room(*request + align - RA_ALIGN);
   return n <= RA_LARGE_MAX ? _ra_size_class(n) : RA_CLASS_HUGE;
 }
 
@@ -371,7 +377,7 @@ static bool size_fits(const located_t *at, const void *p, size_t size, size_t al
     usable = at->chunk->huge_size - (size_t)((const uint8_t *)p - at->chunk->huge_block);
     same = cls == RA_CLASS_HUGE && _ra_align_up(request, _ra_os_info()->page_size) == at->chunk->huge_size;
   } else {
-    usable = (size_t)((const uint8_t *)at->block + at->page->block_size - (const uint8_t *)p);
+    usable = (size_t)(_ra_block_end(at->page, at->block) - (const uint8_t *)p);
     same = cls == at->page->class_idx;
   }
   if (same || size > usable) return same && size <= usable;

@@ -46,6 +46,7 @@ void _ra_init(void) {
     _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
     _ra_guard_pages = _ra_option(RA_OPT_GUARD_PAGES) != 0;
     _ra_protect_freed = (size_t)_ra_option(RA_OPT_PROTECT_FREED);
+    _ra_secure_init();
     _ra_purge_init();
     _ra_thread_init(heap_thread_done);
     if (_ra_option(RA_OPT_VERBOSE)) {

@@ -141,6 +141,7 @@ enum {
   RA_PAGE_HUGE = 1u << 2,        /* a slice of a huge chunk (see chunk->huge_*) */
   RA_PAGE_NOT_PAGE = 1u << 3,    /* a free slice, a non-head slice of a free span, or the header */
   RA_PAGE_SAMPLED = 1u << 4,     /* holds (or held) a block the heap profiler sampled (prof_posix.c) */
+  RA_PAGE_CANARY = 1u << 5,      /* every slot ends with a canary (RAMALLOC_CANARY, secure.c) */
 };
 
 /* Cross-thread free state, in the low two bits of page->xfree. */
@@ -319,6 +320,9 @@ struct ra_heap_s {
   uint32_t slow_calls;                     /* generic mallocs served from a page at hand */
   uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
+  uint8_t protect_backoff;                 /* RAMALLOC_PROTECT_FREED under churn (chunk.c): frees */
+  uint8_t protect_skip;                    /* to skip after a quick reuse, how many are left, and */
+  uint64_t protect_quick_ms;               /* when the last quick reuse was seen */
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
 };
 
@@ -343,6 +347,8 @@ typedef enum ra_option_e {
   RA_OPT_LEAKS,          /* leak report at exit (turns the profiler on at the default rate) */
   RA_OPT_TIMELINE,       /* string: CSV file the timeline thread writes */
   RA_OPT_TIMELINE_MS,    /* milliseconds between timeline rows */
+  RA_OPT_CANARY,         /* a canary ends every slot of a page: overflows and underflows reported */
+  RA_OPT_SECURE,         /* every detection at once (options.c says which) */
   RA_OPT_COUNT
 } ra_option_t;
 
@@ -396,6 +402,14 @@ typedef enum ra_sized_op_e {
 } ra_sized_op_t;
 void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) RA_COLD;
 void _ra_corrupt_list(const void *near) RA_COLD;
+/* What the canary and zeroed-free-block checks found (secure.c), reported as "ramalloc: <what> 0x...". */
+typedef enum ra_canary_misuse_e {
+  RA_CANARY_OVERFLOW,   /* "heap overflow past the end of the block" (its own canary, at its free) */
+  RA_CANARY_UNDERFLOW,  /* "heap underflow before the start of the block" (the canary before it, at its free) */
+  RA_CANARY_FREE_BLOCK, /* "heap underflow or write after free into the end of the free block" (at hand-out) */
+  RA_WRITE_AFTER_FREE,  /* "write after free into the block" (a zeroed free block, at hand-out) */
+} ra_canary_misuse_t;
+void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
 
 /* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
@@ -575,6 +589,29 @@ static inline void _ra_prof_note(void *p, size_t size) {
   if ((_ra_prof_countdown -= (int64_t)size) < 0) _ra_prof_sample(p, size);
 }
 #endif
+
+/* secure.c: RAMALLOC_CANARY and the zeroed free blocks of RAMALLOC_SECURE (docs/robustness.md,
+ * "Canaries"). With the canary on, the last RA_CANARY_SIZE bytes of every slot of every page hold a
+ * per-process secret mixed with their address, written when the slot is carved and never again;
+ * the usable size stops before them. Such pages carry RA_PAGE_CANARY, which sends every free to
+ * _ra_free_generic, and heap->direct[] stays on the empty page (page.c), which sends every
+ * allocation to _ra_malloc_generic: the fast paths are the same instructions with the option off. */
+#define RA_CANARY_SIZE 8
+extern bool _ra_canary;      /* RAMALLOC_CANARY, set once at initialisation */
+extern bool _ra_zero_freed;  /* RAMALLOC_SECURE: small and medium blocks are zeroed at free and checked at reuse */
+void _ra_secure_init(void);
+void _ra_secure_carve(ra_page_t *page, uint8_t *first, size_t n);
+bool _ra_secure_handout(void *p, size_t size, bool zero);
+bool _ra_secure_free(ra_page_t *page, ra_block_t *block);
+/* The bytes a request of `size` takes from a slot (the class is chosen for this many). */
+static inline size_t _ra_canary_room(size_t size) {
+  return RA_UNLIKELY(_ra_canary) && size <= RA_LARGE_MAX ? size + RA_CANARY_SIZE : size;
+}
+/* The end of a page block's usable bytes. */
+static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
+  size_t canary = (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_CANARY) ? RA_CANARY_SIZE : 0;
+  return (uint8_t *)block + page->block_size - canary;
+}
 
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */

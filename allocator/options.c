@@ -62,6 +62,13 @@ static const opt_desc_t opt_table[RA_OPT_COUNT] = {
                        "write reserved, committed, resident, live and purged bytes over time to this CSV "
                        "file (%p: the process id)"},
   [RA_OPT_TIMELINE_MS] = {"TIMELINE_MS", OPT_INT, 10, NULL, "milliseconds between timeline rows"},
+  [RA_OPT_CANARY] = {"CANARY", OPT_BOOL, 0, NULL,
+                     "end every block of a page with a secret canary, checked at free and reuse, so that an "
+                     "overflow past a block's usable size or an underflow before its start is reported"},
+  [RA_OPT_SECURE] = {"SECURE", OPT_BOOL, 0, NULL,
+                     "every detection: CANARY=1, GUARD_PAGES=1, PROTECT_FREED=1T, and freed small and medium "
+                     "blocks zeroed and checked at reuse (a write after free is reported); options set "
+                     "explicitly win"},
 };
 
 static long long opt_value[RA_OPT_COUNT];
@@ -197,6 +204,12 @@ void _ra_options_init(void) {
       }
     }
     opt_value[i] = v;
+  }
+  /* RAMALLOC_SECURE turns on every detection the environment did not set itself. */
+  if (opt_value[RA_OPT_SECURE]) {
+    if (!opt_from_env[RA_OPT_CANARY]) opt_value[RA_OPT_CANARY] = 1;
+    if (!opt_from_env[RA_OPT_GUARD_PAGES]) opt_value[RA_OPT_GUARD_PAGES] = 1;
+    if (!opt_from_env[RA_OPT_PROTECT_FREED]) opt_value[RA_OPT_PROTECT_FREED] = (long long)1 << 40;
   }
   /* Arena reserve: at least RA_ARENA_MIN, a whole number of chunks. */
   long long ar = opt_value[RA_OPT_ARENA_RESERVE];

@@ -77,7 +77,7 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   atomic_store_explicit(&page->xfree, RA_DELAY_NONE, memory_order_relaxed);
   page->free_is_zero = 0;
   page->committed_slices = 0;
-  atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
+  atomic_store_explicit(&page->flags, _ra_canary ? RA_PAGE_CANARY : 0, memory_order_relaxed);
   /* Nothing in the span is handed out yet: out of bounds to ASan and memcheck until it is. */
   RA_ANN_CLOSE(_ra_page_start(_ra_chunk_of_desc(page), page), page->slice_count * RA_SLICE_SIZE);
 }
@@ -107,6 +107,7 @@ int _ra_page_extend(ra_page_t *page) {
     b = next;
   }
   _ra_block_set_next(b, NULL);
+  if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
   page->free_is_zero = page->fresh;
@@ -170,7 +171,8 @@ static void direct_update(ra_heap_t *heap, size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
   if (bs > RA_DIRECT_MAX) return;
   ra_page_t *pg = heap->queues[class_idx].first;
-  if (pg == NULL) pg = &_ra_page_empty;
+  /* The canaries (secure.c) need every allocation on the generic path, where they are checked. */
+  if (pg == NULL || _ra_canary) pg = &_ra_page_empty;
   size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] / RA_ALIGN + 1;
   for (size_t i = lo; i <= bs / RA_ALIGN; i++) heap->direct[i] = pg;
 }

@@ -203,6 +203,16 @@ void _ra_corrupt_list(const void *near) {
   report_and_stop("ramalloc: %s corrupted (write after free or overflow) near %p\n", "free list", near);
 }
 
+void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) {
+  static const char *const what[] = {
+    [RA_CANARY_OVERFLOW] = "heap overflow past the end of the block",
+    [RA_CANARY_UNDERFLOW] = "heap underflow before the start of the block",
+    [RA_CANARY_FREE_BLOCK] = "heap underflow or write after free into the end of the free block",
+    [RA_WRITE_AFTER_FREE] = "write after free into the block",
+  };
+  report_and_stop("ramalloc: %s %p\n", what[kind], block);
+}
+
 void _ra_error(const char *what, const void *p) { report_and_stop("ramalloc: %s %p\n", what, p); }
 
 void _ra_assert_fail(const char *expr, const char *file, int line) {

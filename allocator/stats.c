@@ -159,7 +159,7 @@ bool _ra_validate_heap(void) {
     }
     if (q->last != prev) return validate_fail("queue tail", q);
     if (i < RA_CLASS_COUNT && _ra_class_size[i] <= RA_DIRECT_MAX) {
-      ra_page_t *want = q->first ? q->first : &_ra_page_empty;
+      ra_page_t *want = q->first && !_ra_canary ? q->first : &_ra_page_empty;
       if (heap->direct[_ra_class_size[i] / RA_ALIGN] != want) return validate_fail("direct[] points at the queue head", q);
     }
   }

@@ -24,6 +24,14 @@ static void expect_valid_heap(void) {
 /* The class a request of n bytes lands in, from the allocator's own table (0 < n <= 2 MiB). */
 static size_t class_of(size_t n) { return _ra_class_size[_ra_size_class(n)]; }
 
+/* The usable size of a request of n bytes (0 < n): its class; with RAMALLOC_CANARY the class of
+ * n + 8, less the canary's 8 bytes; a huge block's whole 4 KiB pages. */
+static size_t usable_of(size_t n) {
+  size_t room = _ra_canary_room(n);
+  if (room > RA_LARGE_MAX) return _ra_align_up(room, 4096);
+  return class_of(room) - (room - n);
+}
+
 /* A block of n bytes as the API promises it: non-NULL, 16-aligned, ours, at least n usable bytes,
  * and every usable byte writable. */
 static void check_block(const char *what, void *p, size_t n) {
@@ -47,7 +55,7 @@ static void test_class_boundaries_all_entry_points(void **state) {
     for (int k = 0; k < 3; k++) {
       size_t n = sizes[k];
       if (n == 0) continue;
-      size_t want = n > RA_LARGE_MAX ? _ra_align_up(n, 4096) : class_of(n);
+      size_t want = usable_of(n);
       void *before = ra_malloc(n), *p = ra_malloc(n), *after = ra_malloc(n);
       check_block("ra_malloc", before, n);
       check_block("ra_malloc", p, n);
@@ -100,8 +108,8 @@ static void test_kind_boundaries(void **state) {
       uint8_t *p = ra_malloc(n);
       check_block("ra_malloc", p, n);
       size_t u = ra_usable_size(p);
-      if (n > RA_LARGE_MAX && u != _ra_align_up(n, 4096))
-        fail_msg("huge ra_malloc(%zu): usable %zu, want whole 4 KiB pages", n, u);
+      if (_ra_canary_room(n) > RA_LARGE_MAX && u != usable_of(n))
+        fail_msg("huge ra_malloc(%zu): usable %zu, want whole 4 KiB pages (%zu)", n, u, usable_of(n));
       rt_fill(p, u, n);
       if (rt_check(p, u, n) != SIZE_MAX) fail_msg("ra_malloc(%zu) lost its content", n);
       ra_free(p);

@@ -847,6 +847,103 @@ static void sc_free_aligned_sized_align(void) { /* a block at a 64-byte but not 
   sized_wrong(100, 64, 100, 4096);
 }
 
+#ifndef MISUSE_PRELOAD
+/* ---- canaries and zeroed free blocks (issue 15 items 4 and 6) ------------------------------------- *
+ * Scenarios named canary_* run with RAMALLOC_CANARY=1, secure_* with RAMALLOC_SECURE=1
+ * (scenario_env). Each uses one class in a fresh page, so consecutive blocks are neighbours. */
+
+/* Two neighbouring live blocks of `size` (the second right after the first); the first is written
+ * up to its usable size, which must not trip anything (a clean block of that size is freed first). */
+static unsigned char *canary_pair(size_t size, unsigned char **next) {
+  unsigned char *clean = A_MALLOC(size);
+  CHECK(clean != NULL, "malloc(%zu) failed", size);
+  size_t cu = A_USABLE(clean);
+  CHECK(cu >= size, "usable size %zu below the %zu asked", cu, size);
+  memset(clean, 0xff, cu); /* every byte it may use, with a value the canary never holds */
+  A_FREE(clean);           /* silently: writing the usable size is no overflow */
+  unsigned char *a = A_MALLOC(size), *b = A_MALLOC(size);
+  CHECK(a && b, "malloc(%zu) failed", size);
+  /* the slot is the class of size + 8, its last 8 bytes the canary */
+  size_t u = A_USABLE(a), want = _ra_class_size[_ra_size_class(size + RA_CANARY_SIZE)] - RA_CANARY_SIZE;
+  CHECK(u == want, "usable size %zu for %zu bytes, want %zu", u, size, want);
+  CHECK(b == a + u + RA_CANARY_SIZE, "blocks %p and %p are not neighbours (usable %zu)", (void *)a, (void *)b, u);
+  memset(a, 0xff, u);
+  fill(b, size, 3);
+  *next = b;
+  return a;
+}
+
+/* Writes of n = 1, 2, 7, 8, 9 and 40 bytes past the usable size (the last two reach into the
+ * neighbour): each reported at the free, which is refused in warn mode. */
+static void overflow_by(size_t size) {
+  static const size_t ns[] = {1, 2, 7, 8, 9, 40};
+  for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+    unsigned char *next, *a = canary_pair(size, &next);
+    unsigned char *w = launder(a);
+    memset(w + A_USABLE(a), 0, ns[i]); /* zeros: what an off-by-one string copy writes */
+    expect("heap overflow past the end of the block", a);
+    A_FREE(a);
+    after_misuse("free");
+    /* the neighbour stays live (an overflow into it is reported at its own free as an underflow) */
+  }
+}
+static void sc_canary_overflow_small(void) { overflow_by(SZ_INTERIOR); }
+static void sc_canary_overflow_medium(void) { overflow_by(SZ_MEDIUM); }
+
+/* Writes of n = 1 and 8 bytes before the start of a block: reported at its free. */
+static void underflow_by(size_t size) {
+  static const size_t ns[] = {1, 8};
+  for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+    unsigned char *b, *a = canary_pair(size, &b);
+    (void)a;
+    unsigned char *w = launder(b);
+    memset(w - ns[i], 0x41, ns[i]);
+    expect("heap underflow before the start of the block", b);
+    A_FREE(b);
+    after_misuse("free");
+  }
+}
+static void sc_canary_underflow_small(void) { underflow_by(SZ_INTERIOR); }
+static void sc_canary_underflow_medium(void) { underflow_by(SZ_MEDIUM); }
+
+/* An underflow into a free neighbour's canary: reported when that neighbour is handed out; in warn
+ * mode it is left out and the allocation returns another block. */
+static void sc_canary_underflow_free_neighbour(void) {
+  unsigned char *b, *a = canary_pair(SZ_INTERIOR, &b);
+  A_FREE(a);
+  unsigned char *w = launder(b);
+  w[-1] = 0;
+  expect("heap underflow or write after free into the end of the free block", a);
+  unsigned char *c = A_MALLOC(SZ_INTERIOR);
+  after_misuse("malloc");
+  CHECK(c != NULL && c != a, "malloc handed out the damaged block %p again", (void *)c);
+  CHECK(intact(b, SZ_INTERIOR, 3), "the live block changed");
+  A_FREE(c);
+}
+
+/* RAMALLOC_SECURE: a write after free anywhere past a freed block's link word (the list decodes
+ * fine) is reported when the block is handed out again. */
+static void write_after_free_zeroed(size_t size) {
+  unsigned char *b, *a = canary_pair(size, &b);
+  A_FREE(a);
+  unsigned char *w = launder(a);
+  w[size / 2] = 1;
+  expect("write after free into the block", a);
+  unsigned char *c = A_MALLOC(size);
+  after_misuse("malloc");
+  CHECK(c != NULL && c != a, "malloc handed out the damaged block %p again", (void *)c);
+  unsigned char *z = A_CALLOC(1, size);
+  CHECK(z != NULL, "calloc failed");
+  for (size_t i = 0; i < size; i++) CHECK(z[i] == 0, "calloc'ed byte %zu is %d", i, z[i]);
+  A_FREE(z);
+  A_FREE(c);
+}
+static void sc_secure_write_after_free_small(void) { write_after_free_zeroed(SZ_INTERIOR); }
+static void sc_secure_write_after_free_medium(void) { write_after_free_zeroed(SZ_MEDIUM); }
+/* The overflow check is part of the profile. */
+static void sc_secure_overflow_small(void) { overflow_by(SZ_SMALL); }
+#endif
+
 /* ---- the scenario table --------------------------------------------------------------------------- */
 
 typedef struct scenario_s {
@@ -921,6 +1018,14 @@ static const scenario_t scenarios[] = {
     {"corrupt_write_after_free_medium", sc_corrupt_write_after_free_medium, true},
     {"corrupt_overflow", sc_corrupt_overflow, true},
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
+    {"canary_overflow_small", sc_canary_overflow_small, true},
+    {"canary_overflow_medium", sc_canary_overflow_medium, true},
+    {"canary_underflow_small", sc_canary_underflow_small, true},
+    {"canary_underflow_medium", sc_canary_underflow_medium, true},
+    {"canary_underflow_free_neighbour", sc_canary_underflow_free_neighbour, true},
+    {"secure_write_after_free_small", sc_secure_write_after_free_small, true},
+    {"secure_write_after_free_medium", sc_secure_write_after_free_medium, true},
+    {"secure_overflow_small", sc_secure_overflow_small, true},
 #endif
     {"warn_sequence", sc_warn_sequence, false},
     {"usable_freed_small", sc_usable_freed_small, false},
@@ -1143,6 +1248,15 @@ static bool skipped(const scenario_t *sc) {
 #endif
 }
 
+/* The options a scenario runs under, by its name's prefix. */
+static const char *const *scenario_env(const scenario_t *sc) {
+  static const char *const canary[] = {"RAMALLOC_CANARY=1", NULL};
+  static const char *const secure[] = {"RAMALLOC_SECURE=1", NULL};
+  if (strncmp(sc->name, "canary_", 7) == 0) return canary;
+  if (strncmp(sc->name, "secure_", 7) == 0) return secure;
+  return NULL;
+}
+
 /* cmocka state: which scenario (index) and which mode. */
 typedef struct tcase_s {
   const scenario_t *sc;
@@ -1156,9 +1270,9 @@ static void test_case(void **state) {
     return;
   }
   switch (tc->mode) {
-    case 0: run_scenario(self_exe(), tc->sc, NULL, NULL, NULL); break;
-    case 1: run_scenario(self_exe(), tc->sc, "abort", NULL, NULL); break;
-    case 2: run_scenario(self_exe(), tc->sc, "warn", NULL, NULL); break;
+    case 0: run_scenario(self_exe(), tc->sc, NULL, NULL, scenario_env(tc->sc)); break;
+    case 1: run_scenario(self_exe(), tc->sc, "abort", NULL, scenario_env(tc->sc)); break;
+    case 2: run_scenario(self_exe(), tc->sc, "warn", NULL, scenario_env(tc->sc)); break;
 #ifdef MISUSE_PRELOAD_EXE
     case 3:
     case 4: {

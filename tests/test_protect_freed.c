@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -218,12 +219,47 @@ static void test_every_reuse_is_writable(void **state) {
   ra_free(r);
 }
 
+/* Is the freed large block at p inaccessible now (its first slice in the chunk's noaccess map)? */
+static bool freed_block_protected(const void *p) {
+  ra_chunk_t *c = _ra_chunk_of(p);
+  return (c->noaccess >> _ra_slice_index(c, p)) & 1;
+}
+
+/* A program that frees and at once reuses large blocks gets a sample of them protected (two
+ * mprotects per step would cost it more than the short window is worth); one whose freed block
+ * waits before its memory is reused is back to protecting every free. */
+static void test_churn_is_sampled(void **state) {
+  (void)state;
+  if (_ra_protect_freed == 0 || _ra_option(RA_OPT_PURGE_DELAY_MS) == 0) skip();
+  enum { STEPS = 640 };
+  int protected_frees = 0;
+  for (int i = 0; i < STEPS; i++) {
+    uint8_t *p = ra_malloc(256 << 10);
+    assert_non_null(p);
+    p[i] = 1;
+    ra_free(p);
+    protected_frees += freed_block_protected(p);
+  }
+  /* one in 64 at the least (the backoff's longest skip is 63), far from all of them */
+  if (protected_frees < STEPS / 64 || protected_frees > STEPS / 4)
+    fail_msg("%d of %d quickly reused large blocks were protected at free", protected_frees, STEPS);
+  /* The skips lapse once reuse stops being quick: a block freed after a pause is protected. */
+  struct timespec pause = {0, 250 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  uint8_t *p = ra_malloc(256 << 10);
+  assert_non_null(p);
+  ra_free(p);
+  assert_true(freed_block_protected(p));
+  ra_free(ra_malloc(256 << 10)); /* lift it */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_use_after_free_faults),
       cmocka_unit_test(test_read_after_free_faults),
       cmocka_unit_test(test_reuse_is_warm),
       cmocka_unit_test(test_every_reuse_is_writable),
+      cmocka_unit_test(test_churn_is_sampled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
