@@ -322,8 +322,8 @@ struct ra_heap_s {
   bool alive;
   uint8_t protect_backoff;                 /* RAMALLOC_PROTECT_FREED under churn (chunk.c): frees */
   uint8_t protect_skip;                    /* to skip after a quick reuse, how many are left, and */
-  uint64_t protect_quick_ms;               /* when the last quick reuse was seen */
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
+  uint64_t protect_quick_ms;               /* when the last quick reuse was seen (protect_skip) */
 };
 
 /* ---- Options ------------------------------------------------------------------------------------- */
