@@ -293,6 +293,13 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64
   return c;
 }
 
+static int slot_reset_run(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  (void)arg;
+  _ra_mem_reset((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE);
+  atomic_fetch_add_explicit(&_ra_counters.purged, count * RA_SLICE_SIZE, memory_order_relaxed);
+  return 0;
+}
+
 /* Purge a free committed slot (arena lock held): decommit all of it, header included, or reset
  * its slices and keep the header (whose bitmaps say what is committed) for the next user. */
 static void slot_purge(ra_arena_t *a, size_t i) {
@@ -306,17 +313,7 @@ static void slot_purge(ra_arena_t *a, size_t i) {
     return;
   }
   atomic_store_explicit(&c->purge_slices, 0, memory_order_relaxed);
-  for (size_t s = 1; s < RA_SLICES;) {
-    if (!((committed >> s) & 1)) {
-      s++;
-      continue;
-    }
-    size_t e = s;
-    while (e < RA_SLICES && ((committed >> e) & 1)) e++;
-    _ra_mem_reset((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
-    atomic_fetch_add_explicit(&_ra_counters.purged, (e - s) * RA_SLICE_SIZE, memory_order_relaxed);
-    s = e;
-  }
+  _ra_slice_runs(c, committed & ~1ULL, slot_reset_run, NULL); /* the header (slice 0) stays */
 }
 
 /* One purge pass over every arena: free chunks that have waited `delay` ms (all with force) go

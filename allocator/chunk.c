@@ -50,23 +50,31 @@ void _ra_chunk_unlock(ra_chunk_t *c) { atomic_store_explicit(&c->lock, 0, memory
 
 /* ---- Commit and purge ----------------------------------------------------------------------------- */
 
+/* ---- One OS call per run of slices (_ra_slice_runs) ----------------------------------------------- */
+
+static int run_commit(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  (void)arg;
+  int err = _ra_mem_commit((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE);
+  if (err == RA_OS_OK) c->committed |= slice_mask(first, count);
+  return err;
+}
+
+static int run_decommit(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  (void)arg;
+  _ra_mem_decommit((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE);
+  return 0;
+}
+
+static int run_reset(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  (void)arg;
+  _ra_mem_reset((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE);
+  return 0;
+}
+
 /* Commit slices [first, first+count) of a chunk (those not committed yet). Takes the chunk lock. */
 int _ra_chunk_commit_slices(ra_chunk_t *c, size_t first, size_t count) {
   _ra_chunk_lock(c);
-  int err = RA_OS_OK;
-  uint64_t missing = slice_mask(first, count) & ~c->committed;
-  for (size_t s = first; s < first + count;) {
-    if (!((missing >> s) & 1)) {
-      s++;
-      continue;
-    }
-    size_t e = s;
-    while (e < first + count && ((missing >> e) & 1)) e++;
-    err = _ra_mem_commit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
-    if (err != RA_OS_OK) break;
-    c->committed |= slice_mask(s, e - s);
-    s = e;
-  }
+  int err = _ra_slice_runs(c, slice_mask(first, count) & ~c->committed, run_commit, NULL);
   _ra_chunk_unlock(c);
   return err;
 }
@@ -88,16 +96,7 @@ void _ra_chunk_purge_slices(ra_chunk_t *c, uint64_t now, uint64_t delay, bool fo
     _ra_chunk_decommit_slices(c, mask);
     return;
   }
-  for (size_t s = 1; s < RA_SLICES;) {
-    if (!((mask >> s) & 1)) {
-      s++;
-      continue;
-    }
-    size_t e = s;
-    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
-    _ra_mem_reset((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
-    s = e;
-  }
+  _ra_slice_runs(c, mask & ~1ULL, run_reset, NULL); /* the header (slice 0) stays */
 }
 
 /* ---- Freed large and huge blocks made inaccessible (RAMALLOC_PROTECT_FREED) ------------------------ */
@@ -108,28 +107,30 @@ void _ra_chunk_purge_slices(ra_chunk_t *c, uint64_t now, uint64_t delay, bool fo
 #define NOACCESS_RUNS_MAX 8192
 static atomic_size_t noaccess_runs;
 
+typedef struct protect_run_s {
+  ra_prot_t prot;
+  uint64_t done;
+} protect_run_t;
+
+static int run_protect(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  protect_run_t *p = arg;
+  bool lift = p->prot != RA_PROT_NONE;
+  if ((lift || atomic_load_explicit(&noaccess_runs, memory_order_relaxed) < NOACCESS_RUNS_MAX) &&
+      _ra_mem_protect((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE, p->prot) == RA_OS_OK) {
+    p->done |= slice_mask(first, count);
+    if (!lift) atomic_fetch_add_explicit(&noaccess_runs, 1, memory_order_relaxed);
+    else if (atomic_load_explicit(&noaccess_runs, memory_order_relaxed) > 0)
+      atomic_fetch_sub_explicit(&noaccess_runs, 1, memory_order_relaxed);
+  }
+  return 0;
+}
+
 /* Set the protection of the slices in `mask` (a run per call). Returns the slices changed. The
  * pages stay resident: lifting it later costs no page fault. */
 static uint64_t slices_protect(ra_chunk_t *c, uint64_t mask, ra_prot_t prot) {
-  uint64_t done = 0;
-  for (size_t s = 0; s < RA_SLICES;) {
-    if (!((mask >> s) & 1)) {
-      s++;
-      continue;
-    }
-    size_t e = s;
-    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
-    bool lift = prot != RA_PROT_NONE;
-    if ((lift || atomic_load_explicit(&noaccess_runs, memory_order_relaxed) < NOACCESS_RUNS_MAX) &&
-        _ra_mem_protect((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE, prot) == RA_OS_OK) {
-      done |= slice_mask(s, e - s);
-      if (!lift) atomic_fetch_add_explicit(&noaccess_runs, 1, memory_order_relaxed);
-      else if (atomic_load_explicit(&noaccess_runs, memory_order_relaxed) > 0)
-        atomic_fetch_sub_explicit(&noaccess_runs, 1, memory_order_relaxed);
-    }
-    s = e;
-  }
-  return done;
+  protect_run_t p = {prot, 0};
+  _ra_slice_runs(c, mask, run_protect, &p);
+  return p.done;
 }
 
 /* Protection that is lifted again within RA_PROTECT_QUICK_MS of the free guarded a window too short
@@ -185,16 +186,7 @@ void _ra_chunk_decommit_slices(ra_chunk_t *c, uint64_t mask) {
   if (lift != 0 && _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT) slices_protect(c, lift, RA_PROT_READWRITE);
   c->committed &= ~mask;
   c->dirty &= ~mask;
-  for (size_t s = 0; s < RA_SLICES;) {
-    if (!((mask >> s) & 1)) {
-      s++;
-      continue;
-    }
-    size_t e = s;
-    while (e < RA_SLICES && ((mask >> e) & 1)) e++;
-    _ra_mem_decommit((uint8_t *)c + s * RA_SLICE_SIZE, (e - s) * RA_SLICE_SIZE);
-    s = e;
-  }
+  _ra_slice_runs(c, mask, run_decommit, NULL);
 }
 
 /* ---- Page chunks ---------------------------------------------------------------------------------- */

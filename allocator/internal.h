@@ -254,6 +254,22 @@ static inline ra_page_t *_ra_page_of(ra_chunk_t *c, const void *p) {
   return pg - pg->slice_offset;
 }
 
+/* One call per run of set bits in a slice mask (one OS call per run: commit, decommit, reset,
+ * protect): fn(c, first, count, arg) for each maximal run of slices [first, first + count), lowest
+ * first. A nonzero return stops the walk and is returned; 0 when every call returned 0. */
+typedef int (*ra_slice_run_fn)(ra_chunk_t *c, size_t first, size_t count, void *arg);
+static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn fn, void *arg) {
+  while (mask != 0) {
+    size_t first = (size_t)__builtin_ctzll(mask);
+    uint64_t rest = ~(mask >> first); /* zero bits from the run's end on (never 0 unless mask is all ones) */
+    size_t count = rest == 0 ? RA_SLICES : (size_t)__builtin_ctzll(rest);
+    int r = fn(c, first, count, arg);
+    if (r != 0) return r;
+    mask = first + count >= 64 ? 0 : mask & (~0ULL << (first + count));
+  }
+  return 0;
+}
+
 /* ---- Locks ------------------------------------------------------------------------------------- */
 
 /* The allocator's own mutexes. POSIX: pthread mutexes. Windows: SRW locks (thread_windows.c):

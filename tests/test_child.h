@@ -1,7 +1,7 @@
 /* Reporting from a test's child process (tests that re-execute themselves with a scenario name):
  * say() writes to stdout with write(2), so nothing sits in a buffer when the child dies, and CHECK
- * ends the child with exit status 2 after a "FAIL: ..." line that the parent shows. read_all() is
- * the parent's side: it collects what the child wrote. */
+ * ends the child with exit status 2 after a "FAIL: ..." line that the parent shows. The parent's
+ * side starts the child and collects what it wrote (child_exec, child_call: tests/test_child.c). */
 #ifndef RAMALLOC_TEST_CHILD_H
 #define RAMALLOC_TEST_CHILD_H
 
@@ -42,22 +42,47 @@ static void child_fail(const char *fmt, ...) {
     if (!(cond)) child_fail(__VA_ARGS__); \
   } while (0)
 
-/* The parent's side: read fd to EOF into dst (NUL-terminated, at most cap - 1 bytes kept), draining
- * whatever does not fit so the child never blocks on a full pipe. Returns the bytes kept. */
-static size_t read_all(int fd, char *dst, size_t cap) __attribute__((unused));
-static size_t read_all(int fd, char *dst, size_t cap) {
-  size_t len = 0;
-  for (;;) {
-    char sink[4096];
-    char *to = len < cap - 1 ? dst + len : sink;
-    size_t room = len < cap - 1 ? cap - 1 - len : sizeof sink;
-    ssize_t n = read(fd, to, room);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (to != sink) len += (size_t)n;
-  }
-  dst[len] = 0;
-  return len;
-}
+/* ---- The parent's side (tests/test_child.c, linked into the cmocka tests that start children) ----
+ * Each call fails the running cmocka test when pipe, fork or waitpid fails. */
+
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* A program run in a child process: `path` is executed with `argv` and the parent's environment
+ * less every variable that starts with one of `env_drop` (for example "RAMALLOC_" or
+ * "LD_PRELOAD="), plus the NAME=value strings of `env_add` (both NULL-terminated lists, or NULL).
+ * Its stdout goes to `out` and its stderr to `err` (NUL-terminated, at most cap - 1 bytes kept, the
+ * rest read and dropped so the child never blocks on a full pipe); a NULL buffer leaves that
+ * stream the parent's. */
+typedef struct child_exec_s {
+  const char *path;
+  char *const *argv;
+  const char *const *env_drop;
+  const char *const *env_add;
+  char *out;
+  size_t out_cap;
+  char *err;
+  size_t err_cap;
+} child_exec_t;
+
+/* Run it to the end; returns waitpid's status. */
+int child_exec(const child_exec_t *c);
+
+/* Fork a child that runs fn(arg) and leaves with _exit(its result) (stdio is flushed before the
+ * fork, not in the child). Returns the child's pid. */
+pid_t child_start(int (*fn)(void *), void *arg);
+
+/* Wait for the child `pid` (timeout_ms 0: as long as it takes), its waitpid status in *status.
+ * Returns false if it was still running after timeout_ms: then it was killed with SIGKILL and
+ * reaped, and *status tells of the SIGKILL. */
+bool child_wait(pid_t pid, int timeout_ms, int *status);
+
+/* In a child: SIGSEGV and SIGBUS go to `handler` (an SA_SIGINFO handler, no signal masked). */
+void child_catch_faults(void (*handler)(int, siginfo_t *, void *));
+
+/* child_start, then child_wait; returns the status (a hung child: as child_wait says, and *hung is
+ * set when hung is not NULL). */
+int child_call(int (*fn)(void *), void *arg, int timeout_ms, bool *hung);
 
 #endif

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ramalloc.h"
+#include "test_child.h"
 
 static atomic_int stop;
 
@@ -37,7 +38,8 @@ static void *churn(void *arg) {
   return NULL;
 }
 
-static int child_work(void) {
+static int child_work(void *unused) {
+  (void)unused;
   alarm(10);
   void *p[512];
   for (int i = 0; i < 512; i++) {
@@ -58,11 +60,7 @@ static void test_fork_while_threads_allocate(void **state) {
   for (uintptr_t i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, (void *)(i + 1));
   int forks = 200, failed = 0;
   for (int k = 0; k < forks; k++) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(child_work());
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = child_call(child_work, NULL, 0, NULL);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed++;
   }
   atomic_store(&stop, 1);
@@ -98,7 +96,8 @@ static void *trim_churn(void *arg) {
   return NULL;
 }
 
-static int trim_child(void) {
+static int trim_child(void *unused) {
+  (void)unused;
   for (int i = 0; i < 1000; i++) {
     void *p = ra_malloc((size_t)(96 << 10) + (size_t)(i % 16) * 512);
     if (p == NULL) return 1;
@@ -117,24 +116,12 @@ static void test_fork_during_trim(void **state) {
   pthread_t t[2];
   for (uintptr_t i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, trim_churn, (void *)(i + 1)), 0);
   for (int k = 0; k < forks; k++) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) _exit(trim_child());
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int status;
-    pid_t w;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0) {
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      if (now.tv_sec - t0.tv_sec >= 5) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        hung++;
-        break;
-      }
-      usleep(200);
-    }
-    if (w == pid && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) failed++;
+    bool child_hung;
+    int status = child_call(trim_child, NULL, 5000, &child_hung);
+    if (child_hung)
+      hung++;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      failed++;
   }
   atomic_store(&stop, 1);
   for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
@@ -160,6 +147,16 @@ static volatile int in_exiting_child;
 int __lsan_is_turned_off(void);
 int __lsan_is_turned_off(void) { return in_exiting_child; }
 
+/* The child: its main thread leaves through pthread_exit (this never returns). */
+static int exiting_child(void *unused) {
+  (void)unused;
+  in_exiting_child = 1;
+  ra_free(ra_malloc(1 << 20));
+  pthread_t t;
+  if (pthread_create(&t, NULL, alloc_free_return, NULL) != 0) _exit(3);
+  pthread_exit(NULL);
+}
+
 static void test_last_thread_exit_ends_process(void **state) {
   (void)state;
 #if defined(__SANITIZE_THREAD__)
@@ -168,23 +165,9 @@ static void test_last_thread_exit_ends_process(void **state) {
    * to stay alive there now and then, and under no other build. */
   skip();
 #endif
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    in_exiting_child = 1;
-    ra_free(ra_malloc(1 << 20));
-    pthread_t t;
-    if (pthread_create(&t, NULL, alloc_free_return, NULL) != 0) _exit(3);
-    pthread_exit(NULL);
-  }
-  int status = 0;
-  pid_t w = 0;
-  for (int waited = 0; waited < 10000 && (w = waitpid(pid, &status, WNOHANG)) == 0; waited += 10) usleep(10 * 1000);
-  if (w == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
-  assert_int_equal(w, pid);
+  bool hung;
+  int status = child_call(exiting_child, NULL, 10000, &hung);
+  assert_false(hung);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_child.h"
 #include "test_common.h"
 #include "internal.h"
 
@@ -527,39 +528,13 @@ static void test_dump_layout(void **state) {
 /* ---- options at exit and on a signal ------------------------------------------------------------ */
 
 static char self_path[4096];
-extern char **environ;
 
 /* Run this program with `mode` as argument and the extra environment; stderr comes back in err. */
 static int run_self(const char *mode, const char *const *extra, char *err, size_t cap) {
-  char *envp[512];
-  int ne = 0;
-  for (char **e = environ; *e && ne < 480; e++)
-    if (strncmp(*e, "RAMALLOC_", 9) != 0) envp[ne++] = *e;
-  for (const char *const *x = extra; *x; x++) envp[ne++] = (char *)*x;
-  envp[ne] = NULL;
-  int pe[2];
-  assert_int_equal(pipe(pe), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(pe[1], 2);
-    close(pe[0]);
-    close(pe[1]);
-    char *argv[] = {self_path, (char *)mode, NULL};
-    execve(self_path, argv, envp);
-    _exit(127);
-  }
-  close(pe[1]);
-  size_t len = 0;
-  ssize_t n;
-  while ((n = read(pe[0], err + len, cap - 1 - len)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0) len += (size_t)n;
-  err[len] = '\0';
-  close(pe[0]);
-  int status;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  static const char *const drop[] = {"RAMALLOC_", NULL};
+  char *argv[] = {self_path, (char *)mode, NULL};
+  child_exec_t c = {self_path, argv, drop, extra, NULL, 0, err, cap};
+  int status = child_exec(&c);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

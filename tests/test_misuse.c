@@ -1084,44 +1084,12 @@ typedef struct run_s {
 } run_t;
 
 /* Run `exe --child name` with the environment minus RAMALLOC_ON_ERROR and LD_PRELOAD, plus `extra`
- * (NULL-terminated NAME=value list). Both output streams are read at once (poll-free: stdout is
- * small and written first, so reading stdout to EOF and then stderr cannot block the child for
- * long; to be safe both are drained by the same loop). */
+ * (NULL-terminated NAME=value list); both output streams are collected. */
 static void run_child(run_t *r, const char *exe, const char *name, const char *const *extra) {
-  enum { MAXENV = 512 };
-  static char *envp[MAXENV];
-  int ne = 0;
-  for (char **e = environ; *e && ne < MAXENV - 16; e++)
-    if (strncmp(*e, "RAMALLOC_ON_ERROR=", 18) != 0 && strncmp(*e, "LD_PRELOAD=", 11) != 0) envp[ne++] = *e;
-  for (const char *const *x = extra; *x; x++) envp[ne++] = (char *)*x;
-  envp[ne] = NULL;
-
-  int pout[2], perr[2];
-  assert_int_equal(pipe(pout), 0);
-  assert_int_equal(pipe(perr), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(pout[1], 1);
-    dup2(perr[1], 2);
-    close(pout[0]);
-    close(pout[1]);
-    close(perr[0]);
-    close(perr[1]);
-    char *argv[] = {(char *)exe, (char *)"--child", (char *)name, NULL};
-    execve(exe, argv, envp);
-    _exit(127);
-  }
-  close(pout[1]);
-  close(perr[1]);
-  /* The child writes at most a few hundred lines on each stream; stdout first, then stderr (which
-   * fits a pipe's 64 KiB while stdout is being read). */
-  read_all(pout[0], r->out, sizeof r->out);
-  read_all(perr[0], r->err, sizeof r->err);
-  close(pout[0]);
-  close(perr[0]);
-  assert_int_equal(waitpid(pid, &r->status, 0), pid);
+  static const char *const drop[] = {"RAMALLOC_ON_ERROR=", "LD_PRELOAD=", NULL};
+  char *argv[] = {(char *)exe, (char *)"--child", (char *)name, NULL};
+  child_exec_t c = {exe, argv, drop, extra, r->out, sizeof r->out, r->err, sizeof r->err};
+  r->status = child_exec(&c);
 }
 
 /* The expected stderr: the child's expect lines, in order ("expect-near:" lines marked). */

@@ -471,39 +471,13 @@ typedef struct run_s {
 
 static run_t run;
 
-/* Run a scenario with the environment minus RAMALLOC_* plus `extra`; stderr goes to a temporary
- * file (so a chatty child cannot block on a full pipe while stdout is read). */
+/* Run a scenario with the environment minus RAMALLOC_* plus `extra`; both output streams are
+ * collected. */
 static void run_child_env(const char *name, const char *const *extra, bool verbose) {
-  enum { MAXENV = 512 };
-  static char *envp[MAXENV];
-  int ne = 0;
-  for (char **e = environ; *e && ne < MAXENV - 16; e++)
-    if (strncmp(*e, "RAMALLOC_", 9) != 0) envp[ne++] = *e;
-  for (const char *const *x = extra; *x; x++) envp[ne++] = (char *)*x;
-  envp[ne] = NULL;
-  int pout[2];
-  assert_int_equal(pipe(pout), 0);
-  FILE *errf = tmpfile();
-  assert_non_null(errf);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(pout[1], 1);
-    dup2(fileno(errf), 2);
-    close(pout[0]);
-    close(pout[1]);
-    char *argv[] = {(char *)"test_oom", (char *)"--child", (char *)name, NULL};
-    execve("/proc/self/exe", argv, envp);
-    _exit(127);
-  }
-  close(pout[1]);
-  read_all(pout[0], run.out, sizeof run.out);
-  close(pout[0]);
-  assert_int_equal(waitpid(pid, &run.status, 0), pid);
-  rewind(errf);
-  read_all(fileno(errf), run.err, sizeof run.err);
-  fclose(errf);
+  static const char *const drop[] = {"RAMALLOC_", NULL};
+  char *argv[] = {(char *)"test_oom", (char *)"--child", (char *)name, NULL};
+  child_exec_t c = {"/proc/self/exe", argv, drop, extra, run.out, sizeof run.out, run.err, sizeof run.err};
+  run.status = child_exec(&c);
   if (!WIFEXITED(run.status) || WEXITSTATUS(run.status) != 0 || !strstr(run.out, "done\n"))
     fail_msg("%s: status 0x%x\n---- stdout:\n%s---- stderr:\n%s", name, run.status, run.out, run.err);
   /* nothing on stderr: running out of memory is not an error ramalloc reports */

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "test_child.h"
 #include "ramalloc.h"
 
 #ifndef RA_TEST_SANITIZED
@@ -35,24 +36,23 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
   _exit((uintptr_t)si->si_addr == expect_fault ? 42 : 43);
 }
 
+typedef struct faulting_s {
+  void (*fn)(size_t);
+  size_t arg;
+} faulting_t;
+
+/* The child: faults caught by on_fault, then the access. */
+static int faulting_child(void *p) {
+  const faulting_t *f = p;
+  child_catch_faults(on_fault);
+  f->fn(f->arg);
+  return 0;
+}
+
 /* Exit codes of a child: 42 faulted at the expected address, 43 faulted elsewhere, 0 no fault. */
 static void expect_fault_in_child(void (*fn)(size_t), size_t arg, const char *what) {
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
-    fn(arg);
-    _exit(0);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
+  faulting_t f = {fn, arg};
+  int st = child_call(faulting_child, &f, 0, NULL);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 42)
     fail_msg("%s (%zu): the child %s %d; expected a fault at the address written (exit 42)", what, arg,
              WIFEXITED(st) ? "exited with" : "died of signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));

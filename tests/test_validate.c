@@ -142,8 +142,47 @@ static void test_adopted_chunks_keep_invariants(void **state) {
   assert_true(_ra_validate_heap());
 }
 
+/* _ra_slice_runs (one OS call per run of slices): every set bit in exactly one call, each run
+ * maximal, lowest first; a nonzero return stops the walk and comes back. */
+typedef struct runs_seen_s {
+  uint64_t mask, seen;
+  size_t calls, last_end, stop_at;
+} runs_seen_t;
+
+static int note_run(ra_chunk_t *c, size_t first, size_t count, void *arg) {
+  runs_seen_t *r = arg;
+  assert_null(c);
+  assert_true(count >= 1 && first + count <= RA_SLICES);
+  assert_true(r->calls == 0 || first > r->last_end); /* ascending, with a gap: maximal runs */
+  uint64_t run = (count == 64 ? ~0ULL : (1ULL << count) - 1) << first;
+  assert_true((r->mask & run) == run);
+  if (first > 0) assert_false((r->mask >> (first - 1)) & 1);
+  if (first + count < RA_SLICES) assert_false((r->mask >> (first + count)) & 1);
+  r->seen |= run;
+  r->last_end = first + count;
+  return ++r->calls == r->stop_at ? 5 : 0;
+}
+
+static void test_slice_runs(void **state) {
+  (void)state;
+  const uint64_t fixed[] = {0, ~0ULL, 1, 1ULL << 63, 0x5555555555555555ULL, 0x8000000000000001ULL,
+                            0x7FFFFFFFFFFFFFFEULL, 0xFFFFFFFF00000000ULL, 0x00000000FFFFFFFFULL};
+  for (size_t k = 0; k < sizeof fixed / sizeof fixed[0] + 10000; k++) {
+    uint64_t m = k < sizeof fixed / sizeof fixed[0] ? fixed[k] : rnd() & rnd();
+    runs_seen_t r = {m, 0, 0, 0, 0};
+    assert_int_equal(_ra_slice_runs(NULL, m, note_run, &r), 0);
+    assert_true(r.seen == m);
+    if (r.calls >= 2) { /* stopped by the second run */
+      runs_seen_t s = {m, 0, 0, 0, 2};
+      assert_int_equal(_ra_slice_runs(NULL, m, note_run, &s), 5);
+      assert_int_equal(s.calls, 2);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_slice_runs),
     cmocka_unit_test(test_random_sequence_keeps_invariants),
     cmocka_unit_test(test_remote_frees_are_collected),
     cmocka_unit_test(test_adopted_chunks_keep_invariants),

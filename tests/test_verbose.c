@@ -46,38 +46,10 @@ static run_t run;
 /* Run this program as a child with the parent's environment minus any RAMALLOC_* variable, plus
  * `extra` (NULL-terminated list of NAME=value). */
 static void run_child(const char *const *extra) {
-  enum { MAXENV = 512 };
-  static char *envp[MAXENV];
-  int ne = 0;
-  for (char **e = environ; *e && ne < MAXENV - 16; e++)
-    if (strncmp(*e, "RAMALLOC_", 9) != 0) envp[ne++] = *e;
-  for (const char *const *x = extra; *x; x++) envp[ne++] = (char *)*x;
-  envp[ne] = NULL;
-
-  int perr[2], pout[2];
-  assert_int_equal(pipe(perr), 0);
-  assert_int_equal(pipe(pout), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(perr[1], 2);
-    dup2(pout[1], 1);
-    close(perr[0]);
-    close(perr[1]);
-    close(pout[0]);
-    close(pout[1]);
-    char *argv[] = {(char *)"test_verbose", (char *)"--child", NULL};
-    execve("/proc/self/exe", argv, envp);
-    _exit(127);
-  }
-  close(perr[1]);
-  close(pout[1]);
-  read_all(perr[0], run.err, sizeof run.err);
-  read_all(pout[0], run.out, sizeof run.out);
-  close(perr[0]);
-  close(pout[0]);
-  assert_int_equal(waitpid(pid, &run.status, 0), pid);
+  static const char *const drop[] = {"RAMALLOC_", NULL};
+  char *argv[] = {(char *)"test_verbose", (char *)"--child", NULL};
+  child_exec_t c = {"/proc/self/exe", argv, drop, extra, run.out, sizeof run.out, run.err, sizeof run.err};
+  run.status = child_exec(&c);
   if (!WIFEXITED(run.status) || WEXITSTATUS(run.status) != 0)
     fail_msg("child failed (status 0x%x); stderr:\n%s", run.status, run.err);
 }
