@@ -545,7 +545,14 @@ void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool fo
 bool _ra_purge_reset_only(void);
 void _ra_purge_init(void);
 void _ra_purge_notify(void);
-void _ra_purge_start_wanted(void);
+/* The background purger's state; a safe point (nothing held, nothing half-done) starts it when it
+ * is wanted and not running yet: one load and a branch on the paths that check. */
+enum { RA_PURGER_IDLE = 0, RA_PURGER_WANTED = 1, RA_PURGER_RUNNING = 2, RA_PURGER_EXITING = 3, RA_PURGER_OFF = 4 };
+extern _Atomic(int) _ra_purger_state;
+void _ra_purge_start(void);
+static inline void _ra_purge_start_wanted(void) {
+  if (RA_UNLIKELY(atomic_load_explicit(&_ra_purger_state, memory_order_relaxed) == RA_PURGER_WANTED)) _ra_purge_start();
+}
 void _ra_purge_stop(void);
 void _ra_purge_fork_child(void);
 

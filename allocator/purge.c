@@ -23,8 +23,7 @@ static _Atomic(uint64_t) next_pass_ms;
 /* The purger's state: not started, wanted (a notify asked for it; started at the next safe point),
  * running, asked to exit (the last thread with a heap is exiting), or off (disabled, never purging,
  * or its thread could not be made). */
-enum { PURGER_IDLE = 0, PURGER_WANTED = 1, PURGER_RUNNING = 2, PURGER_EXITING = 3, PURGER_OFF = 4 };
-static _Atomic(int) purger_state;
+_Atomic(int) _ra_purger_state;
 static atomic_bool purger_pending;         /* free memory waits for a purge pass */
 static _Atomic(uint32_t) purger_word;      /* the futex word the purger sleeps on */
 
@@ -81,7 +80,7 @@ void _ra_purge_maybe(ra_heap_t *heap) {
     heap->next_page_purge_ms = now + pass_interval((uint64_t)delay);
     _ra_purge_heap_pages(heap, now, (uint64_t)delay, false);
   }
-  if (atomic_load_explicit(&purger_state, memory_order_relaxed) == PURGER_RUNNING) return; /* its job */
+  if (atomic_load_explicit(&_ra_purger_state, memory_order_relaxed) == RA_PURGER_RUNNING) return; /* its job */
   uint64_t next = atomic_load_explicit(&next_pass_ms, memory_order_relaxed);
   if (now < next) return;
   if (!atomic_compare_exchange_strong_explicit(&next_pass_ms, &next, now + pass_interval((uint64_t)delay),
@@ -130,9 +129,9 @@ static void *purger_main(void *arg) {
   if (sleep_ms < 10) sleep_ms = 10; /* a pass is cheap, but not free: at most 100 a second */
   for (;;) {
     uint32_t w = atomic_load_explicit(&purger_word, memory_order_acquire);
-    int st = PURGER_EXITING;
+    int st = RA_PURGER_EXITING;
     bool pending = atomic_load_explicit(&purger_pending, memory_order_acquire);
-    if (atomic_compare_exchange_strong_explicit(&purger_state, &st, pending ? PURGER_WANTED : PURGER_IDLE,
+    if (atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, pending ? RA_PURGER_WANTED : RA_PURGER_IDLE,
                                                 memory_order_acq_rel, memory_order_relaxed))
       return NULL; /* see _ra_purge_stop */
     if (!pending) {
@@ -152,12 +151,12 @@ static void *purger_main(void *arg) {
 void _ra_purge_notify(void) {
   if (atomic_load_explicit(&purger_pending, memory_order_relaxed)) return;
   if (atomic_exchange_explicit(&purger_pending, true, memory_order_acq_rel)) return;
-  int st = atomic_load_explicit(&purger_state, memory_order_acquire);
-  if (st == PURGER_RUNNING) {
+  int st = atomic_load_explicit(&_ra_purger_state, memory_order_acquire);
+  if (st == RA_PURGER_RUNNING) {
     atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
     _ra_thread_wake(&purger_word);
-  } else if (st == PURGER_IDLE) {
-    atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_WANTED, memory_order_acq_rel,
+  } else if (st == RA_PURGER_IDLE) {
+    atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_WANTED, memory_order_acq_rel,
                                             memory_order_relaxed);
   }
 }
@@ -165,15 +164,14 @@ void _ra_purge_notify(void) {
 /* Start the purger if a notify asked for it (and some thread has a heap). Called where no allocator
  * lock is held and the calling thread's allocator state is consistent, since making a thread
  * allocates. */
-void _ra_purge_start_wanted(void) {
-  int st = PURGER_WANTED;
-  if (RA_LIKELY(atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_WANTED)) return;
+void _ra_purge_start(void) {
+  int st = RA_PURGER_WANTED;
   if (_ra_heap_live() == 0) return;
-  if (!atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_RUNNING, memory_order_acq_rel,
+  if (!atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_RUNNING, memory_order_acq_rel,
                                                memory_order_relaxed))
     return;
   if (_ra_thread_start(purger_main, NULL) != 0) {
-    atomic_store_explicit(&purger_state, PURGER_OFF, memory_order_release);
+    atomic_store_explicit(&_ra_purger_state, RA_PURGER_OFF, memory_order_release);
     _ra_write(2, "ramalloc: could not start the purger thread; purging continues on slow paths\n");
   }
 }
@@ -183,7 +181,7 @@ void _ra_purge_start_wanted(void) {
  * thread's own allocations then never land in memory the program has just freed. */
 void _ra_purge_init(void) {
   bool on = _ra_option(RA_OPT_PURGE_THREAD) && purge_delay() >= 0;
-  atomic_store_explicit(&purger_state, on ? PURGER_WANTED : PURGER_OFF, memory_order_relaxed);
+  atomic_store_explicit(&_ra_purger_state, on ? RA_PURGER_WANTED : RA_PURGER_OFF, memory_order_relaxed);
 }
 
 /* The last thread with a heap is exiting: the purger exits too. A process ends when its last thread
@@ -191,8 +189,8 @@ void _ra_purge_init(void) {
  * that the parent started), and the purger must not keep it alive. A thread that makes a heap
  * later starts it again. */
 void _ra_purge_stop(void) {
-  int st = PURGER_RUNNING;
-  if (!atomic_compare_exchange_strong_explicit(&purger_state, &st, PURGER_EXITING, memory_order_acq_rel,
+  int st = RA_PURGER_RUNNING;
+  if (!atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_EXITING, memory_order_acq_rel,
                                                memory_order_relaxed))
     return;
   atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
@@ -202,9 +200,9 @@ void _ra_purge_stop(void) {
 /* In a child after fork: the purger did not come along. Started again when something is freed (or
  * now, when a pass was pending), at the child's next safe point. */
 void _ra_purge_fork_child(void) {
-  int st = atomic_load_explicit(&purger_state, memory_order_relaxed);
-  if (st != PURGER_RUNNING && st != PURGER_EXITING) return;
-  atomic_store_explicit(&purger_state, atomic_load_explicit(&purger_pending, memory_order_relaxed) ? PURGER_WANTED
-                                                                                                   : PURGER_IDLE,
+  int st = atomic_load_explicit(&_ra_purger_state, memory_order_relaxed);
+  if (st != RA_PURGER_RUNNING && st != RA_PURGER_EXITING) return;
+  atomic_store_explicit(&_ra_purger_state, atomic_load_explicit(&purger_pending, memory_order_relaxed) ? RA_PURGER_WANTED
+                                                                                                   : RA_PURGER_IDLE,
                         memory_order_relaxed);
 }
