@@ -153,7 +153,7 @@ enum {
   RA_PAGE_CANARY = 1u << 5,      /* every slot ends with a canary (RAMALLOC_CANARY, secure.c) */
 };
 
-/* Cross-thread free state, in the low two bits of page->xfree. */
+/* Cross-thread free state, in the low two bits of page->xfree; transitions under "Locks" below. */
 typedef enum ra_delay_e {
   RA_DELAY_NONE = 0,     /* remote frees push onto page->xfree */
   RA_DELAY_USE = 1,      /* page is full: the next remote free goes to the heap's delayed list */
@@ -280,6 +280,48 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
 }
 
 /* ---- Locks ------------------------------------------------------------------------------------- */
+
+/* Lock order. A thread holding one of these takes only locks further down the list; a try-lock
+ * may go against the order, since it never waits.
+ *    1. init_lock (heap.c): start-up, once; nothing of the allocator is locked under it.
+ *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
+ *       timeline_lock (prof_posix.c): a timeline row holds it across ra_stats_get. Never nested
+ *       in each other.
+ *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
+ *       no lock.
+ *    4. abandoned_lock (chunk.c): the abandoned list. Nothing is locked under it.
+ *    5. meta_lock, then arena_create_lock (arena.c): the metadata bump allocator, arena creation.
+ *    6. arena->lock, by arena index when several are held (fork); a walk holding one arena's lock
+ *       only try-locks another.
+ *    7. chunk->lock (chunk.c, a spin lock): the owner while it changes the slice bitmaps, a purge
+ *       pass or a walk under the arena lock. Held for a bounded step; under it only OS calls, and
+ *       the RAMALLOC_LIMIT purge pass of commit_charge (arena.c), which only try-locks.
+ *    8. prof_lock (prof_posix.c): the sample tables; a leaf.
+ * fork: heap.c's prepare handler takes 3, 4, 5, every arena lock (6) and every published page
+ * chunk's lock (7) in that order; prof_posix.c's handler, registered earlier inside _ra_init and so
+ * run later (prepare handlers run in reverse order), then takes 8. Parent and child release them
+ * in registration order (prof_lock first); the child also puts pages left in RA_DELAY_FREEING back
+ * to RA_DELAY_USE (_ra_chunk_fork_child). Not held across fork: 1 and 2 (the child re-initialises
+ * timeline_lock; a fork in the middle of a layout dump leaves snap_lock held in the child).
+ *
+ * Page delay states (ra_delay_t, the low bits of page->xfree): who moves a page from which state to
+ * which.
+ *    (span taken)   -> NONE     _ra_page_init
+ *    NONE  -> USE               the owner, moving a page without free blocks to the full queue
+ *                               (page_to_full)
+ *    USE   -> NONE              the owner: a remote free came in meanwhile (page_to_full), or the
+ *                               page leaves the full queue (_ra_page_unfull)
+ *    USE   -> FREEING -> NONE   a remote free (free_remote): it pushes the block on the owner
+ *                               heap's delayed list between the two; the page stays in the full
+ *                               queue until the owner collects that list
+ *    NONE, USE -> NEVER         the owner at thread exit (heap_abandon), before its chunks are
+ *                               abandoned; remote frees then go to xfree only
+ *    NEVER -> NONE              the adopting heap (_ra_chunk_adopt), the chunk off the list
+ *    FREEING -> USE             a fork child, whose freeing thread does not exist
+ * The owner never overwrites FREEING (_ra_page_set_delay yields until it ends), so a remote thread
+ * in it may use the heap; other than adoption nothing leaves NEVER. Hence, for the owner: a page
+ * outside the full queue is in NONE, and NEVER means its heap is abandoning or its chunk has no
+ * owner (checked by _ra_page_queued_is_valid and _ra_chunk_is_valid). */
 
 /* The allocator's own mutexes. POSIX: pthread mutexes. Windows: SRW locks (thread_windows.c):
  * winpthreads allocates a mutex's state with malloc on its first lock and in pthread_mutex_init,
