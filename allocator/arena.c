@@ -409,25 +409,23 @@ void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chu
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
 
-#define FAIL(what, where) return _ra_invariant_fail(what, where)
-
 bool _ra_arena_is_valid(const ra_arena_t *a) {
   if (a->magic != RA_ARENA_MAGIC || a->base != (const uint8_t *)a || a->size / RA_CHUNK_SIZE != a->chunk_slots)
-    FAIL("arena magic and size", a);
-  if (!bit_get(a->in_use, 0) || !bit_get(a->committed, 0)) FAIL("slot 0 (the arena header) in use and committed", a);
+    return _ra_invariant_fail("arena magic and size", a);
+  if (!bit_get(a->in_use, 0) || !bit_get(a->committed, 0))
+    return _ra_invariant_fail("slot 0 (the arena header) in use and committed", a);
   size_t words = (a->chunk_slots + 63) / 64, used = 0;
   for (size_t w = 0; w < words; w++) {
-    if (a->in_use[w] & a->purgeable[w]) FAIL("no slot both in use and purgeable", a);
-    if (a->purgeable[w] & ~a->committed[w]) FAIL("purgeable slots are committed", a);
+    if (a->in_use[w] & a->purgeable[w]) return _ra_invariant_fail("no slot both in use and purgeable", a);
+    if (a->purgeable[w] & ~a->committed[w]) return _ra_invariant_fail("purgeable slots are committed", a);
     used += (size_t)__builtin_popcountll(a->in_use[w]);
   }
-  if (used != a->chunks_in_use + 1 + (words * 64 - a->chunk_slots)) FAIL("chunks_in_use == slots in use", a);
+  if (used != a->chunks_in_use + 1 + (words * 64 - a->chunk_slots))
+    return _ra_invariant_fail("chunks_in_use == slots in use", a);
   if (a->meta_start + a->meta_used > a->meta_committed || a->meta_committed > RA_CHUNK_SIZE)
-    FAIL("the metadata handed out is committed, inside slot 0", a);
+    return _ra_invariant_fail("the metadata handed out is committed, inside slot 0", a);
   return true;
 }
-
-#undef FAIL
 
 /* ---- fork ---------------------------------------------------------------------------------------- */
 

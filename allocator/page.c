@@ -41,8 +41,9 @@ static size_t class_slices(size_t class_idx) {
  * running off the end of the page's last block faults. The span's reserved blocks stop before it
  * (_ra_page_init). Undone by _ra_chunk_span_free. */
 /* A queued page's place in its heap (the delay state of an abandoning heap's pages is NEVER). */
-#define PAGE_QUEUED_VALID(heap, page) \
-  _ra_page_queued_is_valid(heap, page, (atomic_load_explicit(&(page)->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER)
+#define PAGE_QUEUED_VALID(heap, page)    \
+  _ra_page_queued_is_valid(heap, page, \
+                           (atomic_load_explicit(&(page)->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER)
 
 static int page_guard(ra_page_t *page) {
   ra_chunk_t *c = _ra_chunk_of_desc(page);
@@ -300,36 +301,41 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
 
-#define FAIL(what, where) return _ra_invariant_fail(what, where)
-
 bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
   uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
-  if (flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE)) FAIL("a page is a span head of a page chunk", page);
-  if (page->slice_offset != 0) FAIL("a page is a span head of a page chunk", page);
+  if (flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE))
+    return _ra_invariant_fail("a page is a span head of a page chunk", page);
+  if (page->slice_offset != 0) return _ra_invariant_fail("a page is a span head of a page chunk", page);
   size_t bs = page->block_size;
   if (page->class_idx >= RA_CLASS_COUNT || _ra_class_size[page->class_idx] != bs)
-    FAIL("block size matches the class", page);
-  if (page->slice_count != class_slices(page->class_idx)) FAIL("span length matches the class", page);
-  if (page->div_magic != (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs)) FAIL("div_magic matches the block size", page);
+    return _ra_invariant_fail("block size matches the class", page);
+  if (page->slice_count != class_slices(page->class_idx))
+    return _ra_invariant_fail("span length matches the class", page);
+  if (page->div_magic != (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs))
+    return _ra_invariant_fail("div_magic matches the block size", page);
   uint32_t capacity = _ra_page_capacity(page);
-  if (page->used > capacity || capacity > page->reserved) FAIL("used <= capacity <= reserved", page);
+  if (page->used > capacity || capacity > page->reserved)
+    return _ra_invariant_fail("used <= capacity <= reserved", page);
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
   if (_ra_guard_pages) span -= _ra_os_info()->page_size;
-  if (page->reserved != span / bs) FAIL("reserved blocks fill the span (less its guard page)", page);
-  if (page->committed_slices > page->slice_count || (size_t)capacity * bs > (size_t)page->committed_slices * RA_SLICE_SIZE)
-    FAIL("carved blocks are committed", page);
+  if (page->reserved != span / bs)
+    return _ra_invariant_fail("reserved blocks fill the span (less its guard page)", page);
+  if (page->committed_slices > page->slice_count ||
+      (size_t)capacity * bs > (size_t)page->committed_slices * RA_SLICE_SIZE)
+    return _ra_invariant_fail("carved blocks are committed", page);
   if (page->guarded && (!_ra_guard_pages || page->committed_slices != page->slice_count))
-    FAIL("a guarded span is committed whole", page);
-  if ((page->free == NULL) != (page->used == capacity)) FAIL("free is empty exactly when used == capacity", page);
+    return _ra_invariant_fail("a guarded span is committed whole", page);
+  if ((page->free == NULL) != (page->used == capacity))
+    return _ra_invariant_fail("free is empty exactly when used == capacity", page);
   const uint8_t *start = _ra_page_start(_ra_chunk_of_desc(page), page);
   size_t nfree = 0;
   for (const ra_block_t *b = page->free; b != NULL; b = walk ? _ra_block_next(b) : NULL) {
     size_t off = (size_t)((const uint8_t *)b - start);
     if ((const uint8_t *)b < start || off % bs != 0 || off / bs >= capacity)
-      FAIL("free block inside the carved part of its page", b);
-    if (++nfree > capacity) FAIL("free list has no cycle", page);
+      return _ra_invariant_fail("free block inside the carved part of its page", b);
+    if (++nfree > capacity) return _ra_invariant_fail("free list has no cycle", page);
   }
-  if (walk && nfree != capacity - page->used) FAIL("used == capacity - |free|", page);
+  if (walk && nfree != capacity - page->used) return _ra_invariant_fail("used == capacity - |free|", page);
   return true;
 }
 
@@ -338,19 +344,22 @@ bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool
   bool in_full = (flags & RA_PAGE_IN_FULL) != 0;
   const ra_page_queue_t *q = in_full ? &heap->full : &heap->queues[page->class_idx];
   if (atomic_load_explicit(&_ra_chunk_of_desc(page)->heap, memory_order_relaxed) != heap)
-    FAIL("queued page belongs to this heap", page);
-  if (page->prev != NULL ? page->prev->next != page : q->first != page) FAIL("queue links (IN_FULL says which queue)", page);
-  if (page->next != NULL ? page->next->prev != page : q->last != page) FAIL("queue links (IN_FULL says which queue)", page);
-  if (!in_full && page->next != NULL && page->next->class_idx != page->class_idx) FAIL("page in its class queue", page);
+    return _ra_invariant_fail("queued page belongs to this heap", page);
+  if (page->prev != NULL ? page->prev->next != page : q->first != page)
+    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+  if (page->next != NULL ? page->next->prev != page : q->last != page)
+    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+  if (!in_full && page->next != NULL && page->next->class_idx != page->class_idx)
+    return _ra_invariant_fail("page in its class queue", page);
   /* Remote frees move USE to FREEING and back to NONE; nothing but the owner leaves NONE. */
   uintptr_t delay = atomic_load_explicit(&page->xfree, memory_order_acquire) & 3;
   if (abandoning ? delay != RA_DELAY_NEVER : delay == RA_DELAY_NEVER)
-    FAIL("the delay state is NEVER exactly while the heap is abandoned", page);
-  if (!in_full && !abandoning && delay != RA_DELAY_NONE) FAIL("a page out of the full queue is in RA_DELAY_NONE", page);
+    return _ra_invariant_fail("the delay state is NEVER exactly while the heap is abandoned", page);
+  if (!in_full && !abandoning && delay != RA_DELAY_NONE)
+    return _ra_invariant_fail("a page out of the full queue is in RA_DELAY_NONE", page);
   if (!in_full && q->first == page && page->block_size <= RA_DIRECT_MAX &&
       heap->direct[page->block_size / RA_ALIGN] != (_ra_canary ? &_ra_page_empty : page))
-    FAIL("direct[] points at the queue head", page);
+    return _ra_invariant_fail("direct[] points at the queue head", page);
   return true;
 }
 
-#undef FAIL
