@@ -296,13 +296,16 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *    7. chunk->lock (chunk.c, a spin lock): the owner while it changes the slice bitmaps, a purge
  *       pass or a walk under the arena lock. Held for a bounded step; under it only OS calls, and
  *       the RAMALLOC_LIMIT purge pass of commit_charge (arena.c), which only try-locks.
- *    8. prof_lock (prof_posix.c): the sample tables; a leaf.
+ *    8. prof_lock (prof_posix.c): the sample tables; a leaf, taken on malloc and free with no
+ *       other allocator lock held (and under snap_lock).
  * fork: heap.c's prepare handler takes 3, 4, 5, every arena lock (6) and every published page
- * chunk's lock (7) in that order; prof_posix.c's handler, registered earlier inside _ra_init and so
- * run later (prepare handlers run in reverse order), then takes 8. Parent and child release them
- * in registration order (prof_lock first); the child also puts pages left in RA_DELAY_FREEING back
- * to RA_DELAY_USE (_ra_chunk_fork_child). Not held across fork: 1 and 2 (the child re-initialises
- * timeline_lock; a fork in the middle of a layout dump leaves snap_lock held in the child).
+ * chunk's lock (7) in that order, and its parent and child handlers release them (the child's
+ * also puts pages left in RA_DELAY_FREEING back to RA_DELAY_USE, _ra_chunk_fork_child).
+ * prof_posix.c's handlers, registered by that file's own constructor, take and release 8; which
+ * of the two prepare handlers runs first depends on the order of the constructors, and either is
+ * safe since no thread holds 8 together with 3 to 7. Not held across fork: 1 and 2 (the child
+ * re-initialises timeline_lock; a fork in the middle of a layout dump leaves snap_lock held in
+ * the child).
  *
  * Page delay states (ra_delay_t, the low bits of page->xfree): who moves a page from which state to
  * which.
