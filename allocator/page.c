@@ -41,9 +41,10 @@ static size_t class_slices(size_t class_idx) {
  * running off the end of the page's last block faults. The span's reserved blocks stop before it
  * (_ra_page_init). Undone by _ra_chunk_span_free. */
 /* A queued page's place in its heap (the delay state of an abandoning heap's pages is NEVER). */
-#define PAGE_QUEUED_VALID(heap, page)    \
-  _ra_page_queued_is_valid(heap, page, \
-                           (atomic_load_explicit(&(page)->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER)
+static inline bool page_queued_valid(const ra_heap_t *heap, const ra_page_t *page) {
+  bool never = (atomic_load_explicit(&page->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER;
+  return _ra_page_queued_is_valid(heap, page, never);
+}
 
 static int page_guard(ra_page_t *page) {
   ra_chunk_t *c = _ra_chunk_of_desc(page);
@@ -228,7 +229,7 @@ static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_queue_remove(heap, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, true);
   queue_push_front(&heap->full, page);
-  ra_assert_internal(PAGE_QUEUED_VALID(heap, page));
+  ra_assert_internal(page_queued_valid(heap, page));
   return true;
 }
 
@@ -237,11 +238,11 @@ void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
   queue_unlink(&heap->full, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
   _ra_page_queue_push(heap, page);
-  ra_assert_internal(PAGE_QUEUED_VALID(heap, page));
+  ra_assert_internal(page_queued_valid(heap, page));
 }
 
 void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since) {
-  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && PAGE_QUEUED_VALID(heap, page));
+  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && page_queued_valid(heap, page));
   _ra_page_queue_remove(heap, page);
   _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, free_since);
 }
@@ -251,7 +252,7 @@ void _ra_page_free(ra_heap_t *heap, ra_page_t *page) { _ra_page_free_since(heap,
 /* A page became empty. Keep it if it is the only page of a small or medium class (the next
  * allocation of that size would make a new one at once); give it back otherwise. */
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
-  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && PAGE_QUEUED_VALID(heap, page));
+  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && page_queued_valid(heap, page));
   ra_page_queue_t *q = &heap->queues[page->class_idx];
   if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
       _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
@@ -295,7 +296,7 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
     return NULL;
   }
   _ra_page_queue_push(heap, page);
-  ra_assert_internal(PAGE_QUEUED_VALID(heap, page) && _ra_chunk_check(_ra_chunk_of_desc(page), heap, false));
+  ra_assert_internal(page_queued_valid(heap, page) && _ra_chunk_check(_ra_chunk_of_desc(page), heap, false));
   return page;
 }
 
