@@ -251,6 +251,7 @@ static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool
     bit_clear(a->purgeable, i + j);
   }
   a->chunks_in_use += count;
+  ra_assert_internal(_ra_arena_is_valid(a));
   _ra_unlock(&a->lock);
   *was_committed = committed;
   *index = i;
@@ -355,6 +356,7 @@ bool _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
         _ra_chunk_unlock(c);
       }
     }
+    ra_assert_internal(_ra_arena_is_valid(a));
     _ra_unlock(&a->lock);
   }
   return left;
@@ -386,6 +388,7 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
     }
   }
   a->chunks_in_use -= count;
+  ra_assert_internal(_ra_arena_is_valid(a));
   _ra_unlock(&a->lock);
   if (kept > 0 && !purge_now) _ra_purge_notify();
 }
@@ -398,10 +401,31 @@ void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
   _ra_lock(&a->lock);
   bit_set(a->committed, chunk->index);
   chunk_map_set((uintptr_t)chunk, true);
+  ra_assert_internal(_ra_arena_is_valid(a));
   _ra_unlock(&a->lock);
 }
 
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, false); }
+
+/* ---- Invariants ------------------------------------------------------------------------------------- */
+
+bool _ra_arena_is_valid(const ra_arena_t *a) {
+  if (a->magic != RA_ARENA_MAGIC || a->base != (const uint8_t *)a || a->size / RA_CHUNK_SIZE != a->chunk_slots)
+    return _ra_invariant_fail("arena magic and size", a);
+  if (!bit_get(a->in_use, 0) || !bit_get(a->committed, 0))
+    return _ra_invariant_fail("slot 0 (the arena header) in use and committed", a);
+  size_t words = (a->chunk_slots + 63) / 64, used = 0;
+  for (size_t w = 0; w < words; w++) {
+    if (a->in_use[w] & a->purgeable[w]) return _ra_invariant_fail("no slot both in use and purgeable", a);
+    if (a->purgeable[w] & ~a->committed[w]) return _ra_invariant_fail("purgeable slots are committed", a);
+    used += (size_t)__builtin_popcountll(a->in_use[w]);
+  }
+  if (used != a->chunks_in_use + 1 + (words * 64 - a->chunk_slots))
+    return _ra_invariant_fail("chunks_in_use == slots in use", a);
+  if (a->meta_start + a->meta_used > a->meta_committed || a->meta_committed > RA_CHUNK_SIZE)
+    return _ra_invariant_fail("the metadata handed out is committed, inside slot 0", a);
+  return true;
+}
 
 /* ---- fork ---------------------------------------------------------------------------------------- */
 
@@ -454,6 +478,7 @@ void *_ra_arena_meta_alloc(size_t size) {
       a->meta_used += size;
       result = a->base + start;
     }
+    ra_assert_internal(_ra_arena_is_valid(a));
     _ra_unlock(&a->lock);
     if (result != NULL) break;
     meta_arena++;

@@ -48,6 +48,61 @@ void _ra_chunk_lock(ra_chunk_t *c) {
 bool _ra_chunk_trylock(ra_chunk_t *c) { return !atomic_exchange_explicit(&c->lock, 1, memory_order_acquire); }
 void _ra_chunk_unlock(ra_chunk_t *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }
 
+/* ---- Invariants ------------------------------------------------------------------------------------- */
+
+bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner, bool walk) {
+  if (c->magic != RA_CHUNK_MAGIC || c->kind != RA_CHUNK_PAGES || c->chunk_count != 1)
+    return _ra_invariant_fail("chunk magic and kind", c);
+  if (atomic_load_explicit(&c->heap, memory_order_relaxed) != owner) return _ra_invariant_fail("chunk owner", c);
+  if (!_ra_chunk_map_has((uintptr_t)c)) return _ra_invariant_fail("chunk map bit", c);
+  uint64_t free = c->free_slices, committed = c->committed;
+  uint64_t purge = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
+  if (free & 1) return _ra_invariant_fail("slice 0 never free", c);
+  if ((uint32_t)__builtin_popcountll(free) != c->free_count)
+    return _ra_invariant_fail("free_count == popcount(free_slices)", c);
+  if (!(committed & 1)) return _ra_invariant_fail("the header slice is committed", c);
+  if (purge & ~(free & committed)) return _ra_invariant_fail("purge_slices are free and committed", c);
+  if (c->noaccess & ~(free & committed)) return _ra_invariant_fail("noaccess slices are free and committed", c);
+  if (~free & ~1ULL & ~c->dirty) return _ra_invariant_fail("slices in a span are dirty", c);
+  uint32_t heads = 0;
+  for (size_t idx = 0; idx <= RA_SLICES;) {
+    const ra_page_t *pg = &c->pages[idx];
+    uint8_t flags = atomic_load_explicit(&pg->flags, memory_order_relaxed);
+    if (idx == 0 || idx == RA_SLICES || ((free >> idx) & 1)) {
+      if (!(flags & RA_PAGE_NOT_PAGE) || pg->slice_offset != 0)
+        return _ra_invariant_fail("a free slice (or the header) is no page", pg);
+      idx++;
+      continue;
+    }
+    if ((flags & RA_PAGE_NOT_PAGE) || pg->slice_offset != 0 || pg->slice_count == 0 ||
+        idx + pg->slice_count > RA_SLICES)
+      return _ra_invariant_fail("used slice starts a span", pg);
+    for (size_t j = 1; j < pg->slice_count; j++) {
+      const ra_page_t *tail = &c->pages[idx + j];
+      if (tail->slice_offset != j || ((free >> (idx + j)) & 1) ||
+          !(atomic_load_explicit(&tail->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE))
+        return _ra_invariant_fail("span slices point back to their head", tail);
+    }
+    if (pg->committed_slices > 0 && (~committed & slice_mask(idx, pg->committed_slices)))
+      return _ra_invariant_fail("a page's committed slices are committed in the chunk", pg);
+    if (!_ra_page_is_valid(pg, walk)) return false;
+    /* Nobody owns the chunk (abandoned, or being swept): no heap may be notified. */
+    if (owner == NULL && (atomic_load_explicit(&pg->xfree, memory_order_relaxed) & 3) != RA_DELAY_NEVER)
+      return _ra_invariant_fail("an abandoned chunk's pages are in RA_DELAY_NEVER", pg);
+    heads++;
+    idx += pg->slice_count;
+  }
+  if (heads != c->pages_in_use) return _ra_invariant_fail("pages_in_use == span heads", c);
+  return true;
+}
+
+bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk) {
+  _ra_chunk_lock(c);
+  bool ok = _ra_chunk_is_valid(c, owner, walk);
+  _ra_chunk_unlock(c);
+  return ok;
+}
+
 /* ---- Commit and purge ----------------------------------------------------------------------------- */
 
 /* ---- One OS call per run of slices (_ra_slice_runs) ----------------------------------------------- */
@@ -238,6 +293,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
   atomic_store_explicit(&c->heap, heap, memory_order_release);
   _ra_chunk_list_push(&heap->chunks, c);
   _ra_arena_chunk_publish(c);
+  ra_assert_internal(_ra_chunk_check(c, heap, false));
   return c;
 }
 
@@ -245,6 +301,7 @@ static ra_chunk_t *chunk_new(ra_heap_t *heap) {
  * slices still waiting for a purge became free. heap is NULL for a chunk on no heap's lists (an
  * abandoned chunk being swept). */
 static void chunk_release(ra_heap_t *heap, ra_chunk_t *c, uint64_t free_ms) {
+  ra_assert_internal(c->free_count == RA_SLICES - 1 && _ra_chunk_check(c, heap, false));
   if (heap != NULL) _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
   atomic_store_explicit(&c->heap, NULL, memory_order_relaxed);
   _ra_arena_chunk_free(c->arena, c->index, 1, false, free_ms);
@@ -260,6 +317,7 @@ static size_t find_run(uint64_t free, size_t n) {
 static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n) {
   uint64_t m = slice_mask(idx, n);
   _ra_chunk_lock(c);
+  ra_assert_internal(_ra_chunk_is_valid(c, heap, false) && c->free_count >= n && (c->free_slices & m) == m);
   if (c->noaccess & m) {
     protect_feedback(heap, c, idx);
     noaccess_lift(c, m);
@@ -331,6 +389,7 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
   /* Under the chunk lock: a walk (inspect.c) reads the chunk holding it, and a chunk being swept
    * (heap NULL) changes while no thread owns it. */
   _ra_chunk_lock(c);
+  ra_assert_internal(page->used == 0 && _ra_chunk_is_valid(c, heap, false));
   chunk_reset_descriptors(c, idx, n);
   if (c->free_count == 0 && heap != NULL) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
@@ -350,6 +409,7 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
     uint64_t t = c->slice_free_ms[__builtin_ctzll(w)];
     if (t > latest) latest = t;
   }
+  ra_assert_internal(_ra_chunk_is_valid(c, heap, false));
   _ra_chunk_unlock(c);
   if (c->pages_in_use == 0) chunk_release(heap, c, latest);
   else if (waiting != 0) _ra_purge_notify();
@@ -360,6 +420,7 @@ void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *c, ra_page_t *page, uint64
 /* The owner thread is exiting; its pages are already in the RA_DELAY_NEVER state. */
 void _ra_chunk_abandon(ra_chunk_t *c) {
   atomic_store_explicit(&c->heap, NULL, memory_order_release);
+  ra_assert_internal(!c->abandoned && _ra_chunk_check(c, NULL, false));
   _ra_lock(&abandoned_lock);
   c->abandoned = 1;
   c->prev = NULL;
@@ -507,8 +568,10 @@ void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
       if (last) return; /* the chunk went back to its arena */
     } else {
       _ra_page_queue_push(heap, page);
+      ra_assert_internal(_ra_page_queued_is_valid(heap, page, false));
     }
   }
+  ra_assert_internal(_ra_chunk_check(c, heap, false));
 }
 
 /* ---- Huge blocks ---------------------------------------------------------------------------------- */

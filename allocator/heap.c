@@ -124,6 +124,7 @@ ra_heap_t *_ra_heap_get_slow(void) {
   if (heaps_all) heaps_all->prev_all = h;
   heaps_all = h;
   _ra_unlock(&heap_lock);
+  ra_assert_internal(_ra_heap_is_valid(h, RA_HEAP_LIVE));
   _ra_heap_set_current(h);
   _ra_thread_register(h);
   atomic_fetch_add_explicit(&heaps_live, 1, memory_order_relaxed);
@@ -182,6 +183,7 @@ static void heap_abandon(ra_heap_t *heap) {
   _ra_heap_collect_delayed(heap);     /* complete: no remote thread can push any more */
   heap_foreach_page(heap, page_stop_delay); /* pages unfulled just now went back to NONE */
   heap_foreach_page(heap, page_free_if_empty);
+  ra_assert_internal(_ra_heap_is_valid(heap, RA_HEAP_ABANDONING));
   ra_chunk_t *c;
   while ((c = heap->chunks) != NULL) {
     _ra_chunk_list_remove(&heap->chunks, c);
@@ -191,6 +193,8 @@ static void heap_abandon(ra_heap_t *heap) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
     _ra_chunk_abandon(c);
   }
+  ra_assert_internal(heap->chunks == NULL && heap->chunks_full == NULL &&
+                     atomic_load_explicit(&heap->delayed_free, memory_order_relaxed) == NULL);
   /* Thread exit is a slow path too: give back what has waited out the delay. */
   long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
   if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
@@ -210,6 +214,45 @@ static void heap_thread_done(void *value) {
   heap_pool = h;
   _ra_unlock(&heap_lock);
   if (atomic_fetch_sub_explicit(&heaps_live, 1, memory_order_relaxed) == 1) _ra_purge_stop();
+}
+
+/* ---- Invariants ------------------------------------------------------------------------------------- */
+
+bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
+  if (heap == &_ra_heap_empty) return true;
+  bool at_rest = how == RA_HEAP_AT_REST, abandoning = how == RA_HEAP_ABANDONING;
+  if (!heap->alive) return _ra_invariant_fail("a heap in use is alive", heap);
+  for (int full = 0; full < 2; full++) {
+    ra_chunk_t *prev = NULL;
+    for (ra_chunk_t *c = full ? heap->chunks_full : heap->chunks; c != NULL; prev = c, c = c->next) {
+      if (c->prev != prev) return _ra_invariant_fail("chunk list links", c);
+      if ((c->free_count == 0) != (full == 1)) return _ra_invariant_fail("chunk on the right list", c);
+      if (!_ra_chunk_check(c, heap, at_rest)) return false;
+    }
+  }
+  for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {
+    const ra_page_queue_t *q = i < RA_CLASS_COUNT ? &heap->queues[i] : &heap->full;
+    for (const ra_page_t *pg = q->first; pg != NULL; pg = pg->next) {
+      if (i < RA_CLASS_COUNT && pg->class_idx != i) return _ra_invariant_fail("page in its class queue", pg);
+      if (((atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) != 0) != (i == RA_CLASS_COUNT))
+        return _ra_invariant_fail("IN_FULL flag matches the queue", pg);
+      if (!_ra_page_queued_is_valid(heap, pg, abandoning)) return false;
+      if (at_rest) {
+        if ((atomic_load_explicit(&pg->xfree, memory_order_relaxed) & 3) == RA_DELAY_FREEING)
+          return _ra_invariant_fail("no delayed free in flight at rest", pg);
+        /* An empty page was retired (kept for its class) and carries the time it became empty,
+         * which the owner's purge pass (_ra_purge_heap_pages) goes by. */
+        if (pg->used == 0 && pg->retire_ms == 0) return _ra_invariant_fail("an empty page has its retire time", pg);
+      }
+    }
+    if (i < RA_CLASS_COUNT && _ra_class_size[i] <= RA_DIRECT_MAX) {
+      const ra_page_t *want = q->first && !_ra_canary ? q->first : &_ra_page_empty;
+      size_t lo = i == 0 ? 0 : _ra_class_size[i - 1] / RA_ALIGN + 1;
+      for (size_t d = lo; d <= _ra_class_size[i] / RA_ALIGN; d++)
+        if (heap->direct[d] != want) return _ra_invariant_fail("direct[] points at the queue head", q);
+    }
+  }
+  return true;
 }
 
 /* Call fn on every live heap, holding the heap list lock (fn must not allocate). */

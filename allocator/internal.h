@@ -92,6 +92,15 @@ void _ra_assert_fail(const char *expr, const char *file, int line) RA_NORETURN R
 #define ra_assert_internal(x) RA_ASSERT_AT(2, x) /* costs a little */
 #define ra_assert_expensive(x) RA_ASSERT_AT(3, x)
 
+/* Invariant checks: a `*_is_valid` function beside the code of each struct (page.c, chunk.c,
+ * heap.c, arena.c) tests the invariants written next to the struct below, reports the first one
+ * broken ("ramalloc: invariant broken: <what> at <address>", _ra_invariant_fail) and returns false.
+ * The allocator calls them through ra_assert_internal at every state change of the struct, so they
+ * run when RA_DEBUG >= 2 and compile to nothing below; the validator (_ra_validate_heap, stats.c)
+ * calls them too. Each checks only what the calling thread owns or holds the lock of: other
+ * threads push remote frees onto xfree and the delayed list, and a purging thread changes the
+ * chunk bitmaps under the chunk lock. Locks and delay states: "Locks" below. */
+
 /* ---- Blocks and pages ---------------------------------------------------------------------------- */
 
 /* A free block's first word links it to the next free block of its list, encoded as
@@ -144,7 +153,7 @@ enum {
   RA_PAGE_CANARY = 1u << 5,      /* every slot ends with a canary (RAMALLOC_CANARY, secure.c) */
 };
 
-/* Cross-thread free state, in the low two bits of page->xfree. */
+/* Cross-thread free state, in the low two bits of page->xfree; transitions under "Locks" below. */
 typedef enum ra_delay_e {
   RA_DELAY_NONE = 0,     /* remote frees push onto page->xfree */
   RA_DELAY_USE = 1,      /* page is full: the next remote free goes to the heap's delayed list */
@@ -271,6 +280,51 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
 }
 
 /* ---- Locks ------------------------------------------------------------------------------------- */
+
+/* Lock order. A thread holding one of these takes only locks further down the list; a try-lock
+ * may go against the order, since it never waits.
+ *    1. init_lock (heap.c): start-up, once; nothing of the allocator is locked under it.
+ *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
+ *       timeline_lock (prof_posix.c): a timeline row holds it across ra_stats_get. Never nested
+ *       in each other.
+ *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
+ *       no lock.
+ *    4. abandoned_lock (chunk.c): the abandoned list. Nothing is locked under it.
+ *    5. meta_lock, then arena_create_lock (arena.c): the metadata bump allocator, arena creation.
+ *    6. arena->lock, by arena index when several are held (fork); a walk holding one arena's lock
+ *       only try-locks another.
+ *    7. chunk->lock (chunk.c, a spin lock): the owner while it changes the slice bitmaps, a purge
+ *       pass or a walk under the arena lock. Held for a bounded step; under it only OS calls, and
+ *       the RAMALLOC_LIMIT purge pass of commit_charge (arena.c), which only try-locks.
+ *    8. prof_lock (prof_posix.c): the sample tables; a leaf, taken on malloc and free with no
+ *       other allocator lock held (and under snap_lock).
+ * fork: heap.c's prepare handler takes 3, 4, 5, every arena lock (6) and every published page
+ * chunk's lock (7) in that order, and its parent and child handlers release them (the child's
+ * also puts pages left in RA_DELAY_FREEING back to RA_DELAY_USE, _ra_chunk_fork_child).
+ * prof_posix.c's handlers, registered by that file's own constructor, take and release 8; which
+ * of the two prepare handlers runs first depends on the order of the constructors, and either is
+ * safe since no thread holds 8 together with 3 to 7. Not held across fork: 1 and 2 (the child
+ * re-initialises timeline_lock; a fork in the middle of a layout dump leaves snap_lock held in
+ * the child).
+ *
+ * Page delay states (ra_delay_t, the low bits of page->xfree): who moves a page from which state to
+ * which.
+ *    (span taken)   -> NONE     _ra_page_init
+ *    NONE  -> USE               the owner, moving a page without free blocks to the full queue
+ *                               (page_to_full)
+ *    USE   -> NONE              the owner: a remote free came in meanwhile (page_to_full), or the
+ *                               page leaves the full queue (_ra_page_unfull)
+ *    USE   -> FREEING -> NONE   a remote free (free_remote): it pushes the block on the owner
+ *                               heap's delayed list between the two; the page stays in the full
+ *                               queue until the owner collects that list
+ *    NONE, USE -> NEVER         the owner at thread exit (heap_abandon), before its chunks are
+ *                               abandoned; remote frees then go to xfree only
+ *    NEVER -> NONE              the adopting heap (_ra_chunk_adopt), the chunk off the list
+ *    FREEING -> USE             a fork child, whose freeing thread does not exist
+ * The owner never overwrites FREEING (_ra_page_set_delay yields until it ends), so a remote thread
+ * in it may use the heap; other than adoption nothing leaves NEVER. Hence, for the owner: a page
+ * outside the full queue is in NONE, and NEVER means its heap is abandoning or its chunk has no
+ * owner (checked by _ra_page_queued_is_valid and _ra_chunk_is_valid). */
 
 /* The allocator's own mutexes. POSIX: pthread mutexes. Windows: SRW locks (thread_windows.c):
  * winpthreads allocates a mutex's state with malloc on its first lock and in pthread_mutex_init,
@@ -427,6 +481,7 @@ typedef enum ra_canary_misuse_e {
 } ra_canary_misuse_t;
 void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
+bool _ra_invariant_fail(const char *what, const void *where) RA_COLD; /* reports, returns false */
 
 /* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
 extern ra_counters_t _ra_counters;
@@ -448,6 +503,7 @@ ra_arena_t *_ra_arena_at(size_t i);
 ra_arena_t *_ra_arena_containing(const void *p);
 void _ra_arena_fork_prepare(void);
 void _ra_arena_fork_release(void);
+bool _ra_arena_is_valid(const ra_arena_t *a); /* arena lock held */
 /* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
   if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
@@ -480,6 +536,11 @@ void _ra_chunk_fork_release(void);
 void _ra_chunk_fork_lock_all(void);   /* every arena lock held */
 void _ra_chunk_fork_unlock_all(void); /* parent */
 void _ra_chunk_fork_child(void);      /* child: unlocks too */
+/* The chunk's invariants (internal.h) and those of its pages (free lists walked with `walk`), for
+ * `owner` (NULL: abandoned, or swept). The caller owns the chunk and holds its lock;
+ * _ra_chunk_check takes the lock itself. */
+bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner, bool walk);
+bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
 
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
@@ -497,6 +558,11 @@ void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since);
 ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx);
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
+/* The page's own invariants (its free list walked with `walk`), then its place in its owner's
+ * queues: links, the IN_FULL flag, the delay state (RA_DELAY_NEVER throughout while `abandoning`)
+ * and direct[]. Owner only. */
+bool _ra_page_is_valid(const ra_page_t *page, bool walk);
+bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning);
 
 /* thread_posix.c / thread_windows.c: the calling thread's heap, and a callback at thread exit.
  * POSIX keeps the heap pointer in one initial-exec TLS slot (RA_TLS_MODEL may say otherwise for a
@@ -537,6 +603,11 @@ void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
+/* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and
+ * direct[]. Owner only. RA_HEAP_AT_REST (the validator: no other thread frees into the heap now)
+ * also walks every free list, wants no delayed free in flight and every empty page retired. */
+typedef enum ra_heap_check_e { RA_HEAP_LIVE, RA_HEAP_AT_REST, RA_HEAP_ABANDONING } ra_heap_check_t;
+bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how);
 
 /* purge.c: giving free memory back after a delay, and the background purger */
 void _ra_purge_maybe(ra_heap_t *heap);

@@ -40,6 +40,12 @@ static size_t class_slices(size_t class_idx) {
 /* RAMALLOC_GUARD_PAGES: commit the whole span and make its last OS page inaccessible, so that
  * running off the end of the page's last block faults. The span's reserved blocks stop before it
  * (_ra_page_init). Undone by _ra_chunk_span_free. */
+/* A queued page's place in its heap (the delay state of an abandoning heap's pages is NEVER). */
+static inline bool page_queued_valid(const ra_heap_t *heap, const ra_page_t *page) {
+  bool never = (atomic_load_explicit(&page->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER;
+  return _ra_page_queued_is_valid(heap, page, never);
+}
+
 static int page_guard(ra_page_t *page) {
   ra_chunk_t *c = _ra_chunk_of_desc(page);
   size_t head = (size_t)(page - c->pages);
@@ -80,6 +86,7 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   atomic_store_explicit(&page->flags, _ra_canary ? RA_PAGE_CANARY : 0, memory_order_relaxed);
   /* Nothing in the span is handed out yet: out of bounds to ASan and memcheck until it is. */
   RA_ANN_CLOSE(_ra_page_start(_ra_chunk_of_desc(page), page), page->slice_count * RA_SLICE_SIZE);
+  ra_assert_internal(_ra_page_is_valid(page, true));
 }
 
 /* Carve more blocks onto the (empty) free list, committing slices as the carved end needs them.
@@ -111,6 +118,7 @@ int _ra_page_extend(ra_page_t *page) {
   page->free = (ra_block_t *)start;
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
   page->free_is_zero = page->fresh;
+  ra_assert_internal(_ra_page_is_valid(page, true)); /* the list is the blocks just carved */
   return 0;
 }
 
@@ -221,6 +229,7 @@ static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_queue_remove(heap, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, true);
   queue_push_front(&heap->full, page);
+  ra_assert_internal(page_queued_valid(heap, page));
   return true;
 }
 
@@ -229,9 +238,11 @@ void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
   queue_unlink(&heap->full, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
   _ra_page_queue_push(heap, page);
+  ra_assert_internal(page_queued_valid(heap, page));
 }
 
 void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since) {
+  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && page_queued_valid(heap, page));
   _ra_page_queue_remove(heap, page);
   _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, free_since);
 }
@@ -241,6 +252,7 @@ void _ra_page_free(ra_heap_t *heap, ra_page_t *page) { _ra_page_free_since(heap,
 /* A page became empty. Keep it if it is the only page of a small or medium class (the next
  * allocation of that size would make a new one at once); give it back otherwise. */
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
+  ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && page_queued_valid(heap, page));
   ra_page_queue_t *q = &heap->queues[page->class_idx];
   if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
       _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
@@ -284,5 +296,71 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
     return NULL;
   }
   _ra_page_queue_push(heap, page);
+  ra_assert_internal(page_queued_valid(heap, page) && _ra_chunk_check(_ra_chunk_of_desc(page), heap, false));
   return page;
 }
+
+/* ---- Invariants ------------------------------------------------------------------------------------- */
+
+bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
+  uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+  if (flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE))
+    return _ra_invariant_fail("a page is a span head of a page chunk", page);
+  if (page->slice_offset != 0) return _ra_invariant_fail("a page is a span head of a page chunk", page);
+  size_t bs = page->block_size;
+  if (page->class_idx >= RA_CLASS_COUNT || _ra_class_size[page->class_idx] != bs)
+    return _ra_invariant_fail("block size matches the class", page);
+  if (page->slice_count != class_slices(page->class_idx))
+    return _ra_invariant_fail("span length matches the class", page);
+  if (page->div_magic != (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs))
+    return _ra_invariant_fail("div_magic matches the block size", page);
+  uint32_t capacity = _ra_page_capacity(page);
+  if (page->used > capacity || capacity > page->reserved)
+    return _ra_invariant_fail("used <= capacity <= reserved", page);
+  size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
+  if (_ra_guard_pages) span -= _ra_os_info()->page_size;
+  if (page->reserved != span / bs)
+    return _ra_invariant_fail("reserved blocks fill the span (less its guard page)", page);
+  if (page->committed_slices > page->slice_count ||
+      (size_t)capacity * bs > (size_t)page->committed_slices * RA_SLICE_SIZE)
+    return _ra_invariant_fail("carved blocks are committed", page);
+  if (page->guarded && (!_ra_guard_pages || page->committed_slices != page->slice_count))
+    return _ra_invariant_fail("a guarded span is committed whole", page);
+  if ((page->free == NULL) != (page->used == capacity))
+    return _ra_invariant_fail("free is empty exactly when used == capacity", page);
+  const uint8_t *start = _ra_page_start(_ra_chunk_of_desc(page), page);
+  size_t nfree = 0;
+  for (const ra_block_t *b = page->free; b != NULL; b = walk ? _ra_block_next(b) : NULL) {
+    size_t off = (size_t)((const uint8_t *)b - start);
+    if ((const uint8_t *)b < start || off % bs != 0 || off / bs >= capacity)
+      return _ra_invariant_fail("free block inside the carved part of its page", b);
+    if (++nfree > capacity) return _ra_invariant_fail("free list has no cycle", page);
+  }
+  if (walk && nfree != capacity - page->used) return _ra_invariant_fail("used == capacity - |free|", page);
+  return true;
+}
+
+bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning) {
+  uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+  bool in_full = (flags & RA_PAGE_IN_FULL) != 0;
+  const ra_page_queue_t *q = in_full ? &heap->full : &heap->queues[page->class_idx];
+  if (atomic_load_explicit(&_ra_chunk_of_desc(page)->heap, memory_order_relaxed) != heap)
+    return _ra_invariant_fail("queued page belongs to this heap", page);
+  if (page->prev != NULL ? page->prev->next != page : q->first != page)
+    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+  if (page->next != NULL ? page->next->prev != page : q->last != page)
+    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+  if (!in_full && page->next != NULL && page->next->class_idx != page->class_idx)
+    return _ra_invariant_fail("page in its class queue", page);
+  /* Remote frees move USE to FREEING and back to NONE; nothing but the owner leaves NONE. */
+  uintptr_t delay = atomic_load_explicit(&page->xfree, memory_order_acquire) & 3;
+  if (abandoning ? delay != RA_DELAY_NEVER : delay == RA_DELAY_NEVER)
+    return _ra_invariant_fail("the delay state is NEVER exactly while the heap is abandoned", page);
+  if (!in_full && !abandoning && delay != RA_DELAY_NONE)
+    return _ra_invariant_fail("a page out of the full queue is in RA_DELAY_NONE", page);
+  if (!in_full && q->first == page && page->block_size <= RA_DIRECT_MAX &&
+      heap->direct[page->block_size / RA_ALIGN] != (_ra_canary ? &_ra_page_empty : page))
+    return _ra_invariant_fail("direct[] points at the queue head", page);
+  return true;
+}
+

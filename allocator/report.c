@@ -215,6 +215,11 @@ void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) {
 
 void _ra_error(const char *what, const void *p) { report_and_stop("ramalloc: %s %p\n", what, p); }
 
+bool _ra_invariant_fail(const char *what, const void *where) {
+  _ra_write(2, "ramalloc: invariant broken: %s at %p\n", what, where);
+  return false;
+}
+
 void _ra_assert_fail(const char *expr, const char *file, int line) {
   _ra_write(2, "ramalloc: assertion failed: %s (%s:%d)\n", expr, file, line);
   abort();
