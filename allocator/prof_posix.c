@@ -459,6 +459,7 @@ static int own_ranges_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 static void fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
 static void fork_release(void) { pthread_mutex_unlock(&prof_lock); }
+static void fork_child(void);
 
 static void timeline_start(void);
 
@@ -504,7 +505,7 @@ __attribute__((constructor)) static void prof_start(void) {
   void *warm[8];
   unwind(warm, 8);
   in_prof = false;
-  pthread_atfork(fork_prepare, fork_release, fork_release);
+  pthread_atfork(fork_prepare, fork_release, fork_child);
   _ra_verbose("ramalloc: profiler on: one sample per %llu bytes on average, stacks from %s\n",
               (unsigned long long)rate, unwinder_name);
   atomic_store_explicit(&prof_ready, true, memory_order_release);
@@ -916,6 +917,16 @@ bool _ra_prof_sites_begin(void) {
   snap_active = true;
   in_prof = was;
   return true;
+}
+
+/* The child of a fork: a layout dump another thread had under way (holding snap_lock) does not
+ * exist there, so the child's own dumps must not wait for it. (snap_lock is not taken in the fork's
+ * prepare: a dump holds it while it takes the allocator's locks, which the prepare of the
+ * allocator's own handlers may already hold.) */
+static void fork_child(void) {
+  pthread_mutex_unlock(&prof_lock);
+  pthread_mutex_init(&snap_lock, NULL);
+  snap_active = false;
 }
 
 void _ra_prof_sites_end(void) {

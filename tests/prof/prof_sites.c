@@ -17,6 +17,8 @@
  * The site functions are noinline and exported (-rdynamic) so that dladdr and addr2line name them. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,9 +117,49 @@ NOINLINE void *thread_work(void *arg) {
   return NULL;
 }
 
+/* forkdump: layout dumps (which hold the profiler's snapshot of its samples) from one thread while
+ * the main thread forks; every child dumps too. */
+static atomic_bool dumping_done;
+NOINLINE void *dump_loop(void *arg) {
+  int fd = *(int *)arg;
+  while (!atomic_load(&dumping_done)) ra_dump_layout(fd);
+  return NULL;
+}
+
+static int fork_during_dumps(int forks) {
+  int fd = open("/dev/null", O_WRONLY);
+  if (fd < 0) return 1;
+  void **keep = site_child(); /* samples for the dumps to snapshot */
+  sink = keep;
+  pthread_t t;
+  pthread_create(&t, NULL, dump_loop, &fd);
+  int hung = 0, failed = 0;
+  for (int i = 0; i < forks && hung < 3; i++) {
+    usleep(500 + (unsigned)(i * 7919) % 3000);
+    pid_t pid = fork();
+    if (pid == 0) _exit(ra_dump_layout(fd) == 0 ? 0 : 1);
+    int status = 0, waited = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0 && waited < 5000) {
+      usleep(1000);
+      waited++;
+    }
+    if (waited >= 5000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      hung++;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      failed++;
+    }
+  }
+  atomic_store(&dumping_done, true);
+  pthread_join(t, NULL);
+  printf("%d forks during layout dumps: %d children hung (stopped at 3), %d failed\n", forks, hung, failed);
+  return hung == 0 && failed == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: prof_sites sites|entries|signal|threads FILE\n");
+    fprintf(stderr, "usage: prof_sites sites|entries|signal|threads FILE, or forkdump COUNT\n");
     return 2;
   }
   if (!strcmp(argv[1], "sites")) {
@@ -166,5 +208,6 @@ int main(int argc, char **argv) {
     }
     return write_profile(argv[2]);
   }
+  if (!strcmp(argv[1], "forkdump")) return fork_during_dumps(atoi(argv[2]));
   return 2;
 }

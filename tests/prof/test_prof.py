@@ -7,6 +7,7 @@
   pprof     google-pprof --text reads the profile and names the sites (skipped without google-pprof)
   leaks     RAMALLOC_LEAKS=1 lists the live sites, most bytes first, and keeps the exit status
   threads   four threads sampling and a fork in the middle: both processes write sound profiles
+  forkdump  300 forks while another thread writes layout dumps with call sites: every child dumps too
   timeline  ramalloc-run --timeline writes a CSV with rising rows and an SVG with labelled axes
   layout    the layout dump names each page's main call site; ramalloc-map --by-site draws them
 """
@@ -186,6 +187,13 @@ def test_threads(args, tmp):
         fail(f"thread_work freed everything, yet {parent['thread_work']} bytes are live in the profile")
 
 
+def test_forkdump(args, tmp):
+    # fork while another thread writes a layout dump with call sites (the profiler's snapshot lock
+    # is held through it): every child must be able to dump too
+    r = run([args.sites, "forkdump", "300"], {"RAMALLOC_PROFILE": "4096"})
+    print(r.stdout.strip())
+
+
 def test_timeline(args, tmp):
     svg = os.path.join(tmp, "tl.svg")
     code = "import time\nd = [bytearray(4096) for _ in range(20000)]\ntime.sleep(0.2)\ndel d\ntime.sleep(0.3)\n"
@@ -266,7 +274,7 @@ def test_layout(args, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("check", choices=["accuracy", "entries", "pprof", "leaks", "threads", "timeline", "layout"])
+    ap.add_argument("check", choices=["accuracy", "entries", "pprof", "leaks", "threads", "forkdump", "timeline", "layout"])
     ap.add_argument("--schema")
     ap.add_argument("--map")
     ap.add_argument("--sites", required=True)
