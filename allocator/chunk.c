@@ -41,7 +41,7 @@ void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c) {
 /* ---- The chunk lock ----------------------------------------------------------------------------- */
 
 /* Held by the owner while it changes the slice bitmaps (span alloc/free, commit: slow paths only)
- * and by a thread purging the chunk's free slices, which only ever try-locks it. */
+ * and by a thread purging the chunk's free slices, which try-locks it (only ra_collect(true) waits). */
 void _ra_chunk_lock(ra_chunk_t *c) {
   while (atomic_exchange_explicit(&c->lock, 1, memory_order_acquire)) sched_yield();
 }
