@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: a warnings-as-errors build with every test, the suite again under
 # AddressSanitizer, the valgrind build's programs under memcheck, the threaded tests under
-# ThreadSanitizer, and the Windows build (mingw-w64) with its whole suite run under wine
+# ThreadSanitizer (both sanitizer builds with RAMALLOC_DEBUG=2: the invariant checks run at every
+# state change), and the Windows build (mingw-w64) with its whole suite run under wine
 # (scripts/test-windows.sh). Every suite runs even when an earlier one has failing tests; the last
 # line counts the tests of all suites: "all suites: N passed, N failed, N skipped" (set-up steps such
 # as the wine fixture are not counted), and the exit status is 1 if any test or suite failed.
@@ -60,7 +61,7 @@ cmake --build "$out/fuzz" -j"$jobs" --target fuzz_alloc
 run_ctest "$out/fuzz" -R '^fuzz_60s$'
 
 step "ThreadSanitizer build, threaded tests"
-configure -S "$root" -B "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_SANITIZE=thread \
+configure -S "$root" -B "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRAMALLOC_SANITIZE=thread -DRAMALLOC_DEBUG=2 \
   -DRAMALLOC_WERROR=ON -DRAMALLOC_BENCH=OFF
 cmake --build "$out/tsan" -j"$jobs"
 run_ctest "$out/tsan" -L threads
