@@ -105,6 +105,10 @@ static void test_thread_generations(void **state) {
   const int gens = 200 / RA_TEST_SCALE, early = RA_TEST_SCALE == 1 ? 25 : 12;
   for (int g = 1; g <= gens; g++) {
     generation();
+    /* The pass the purger thread runs (not forced: only what waited the delay goes back, and
+     * abandoned chunks are swept), here at a fixed point: on a loaded machine the purger thread
+     * itself can fall behind, and the peak then measured the scheduler (12 -> 19 MiB in a CI run). */
+    ra_collect(false);
     size_t c = committed() - base;
     if (c > peak) peak = c;
     if (g == early) peak25 = peak;
