@@ -153,3 +153,28 @@ void child_catch_faults(void (*handler)(int, siginfo_t *, void *)) {
   sigaction(SIGSEGV, &sa, NULL);
   sigaction(SIGBUS, &sa, NULL);
 }
+
+volatile uintptr_t child_expect_fault;
+
+static void on_expected_fault(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)uc;
+  _exit((uintptr_t)si->si_addr == child_expect_fault ? 42 : 43);
+}
+
+typedef struct faulting_s {
+  void (*fn)(size_t);
+  size_t arg;
+} faulting_t;
+
+static int faulting_child(void *p) {
+  const faulting_t *f = p;
+  child_catch_faults(on_expected_fault);
+  f->fn(f->arg);
+  return 0;
+}
+
+int child_call_faulting(void (*fn)(size_t), size_t arg) {
+  faulting_t f = {fn, arg};
+  return child_call(faulting_child, &f, 0, NULL);
+}

@@ -47,6 +47,8 @@ static void child_fail(const char *fmt, ...) {
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* A program run in a child process: `path` is executed with `argv` and the parent's environment
@@ -80,6 +82,12 @@ bool child_wait(pid_t pid, int timeout_ms, int *status);
 
 /* In a child: SIGSEGV and SIGBUS go to `handler` (an SA_SIGINFO handler, no signal masked). */
 void child_catch_faults(void (*handler)(int, siginfo_t *, void *));
+
+/* A child made to fault: child_call_faulting runs fn(arg) in a child whose SIGSEGV or SIGBUS ends
+ * it with exit 42 when the faulting address is child_expect_fault (which fn sets just before the
+ * access), 43 when it is another; fn returning ends it with 0. Returns the waitpid status. */
+extern volatile uintptr_t child_expect_fault;
+int child_call_faulting(void (*fn)(size_t), size_t arg);
 
 /* child_start, then child_wait; returns the status (a hung child: as child_wait says, and *hung is
  * set when hung is not NULL). */

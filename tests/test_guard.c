@@ -20,32 +20,10 @@
 #include "test_child.h"
 #include "ramalloc.h"
 
-static volatile uintptr_t expect_fault;
-
-static void on_fault(int sig, siginfo_t *si, void *uc) {
-  (void)sig;
-  (void)uc;
-  _exit((uintptr_t)si->si_addr == expect_fault ? 42 : 43);
-}
-
-typedef struct faulting_s {
-  void (*fn)(size_t);
-  size_t arg;
-} faulting_t;
-
-/* The child: faults caught by on_fault, then the access. */
-static int faulting_child(void *p) {
-  const faulting_t *f = p;
-  child_catch_faults(on_fault);
-  f->fn(f->arg);
-  return 0;
-}
-
 /* Exit codes of a child: 42 faulted at the guard, 43 faulted elsewhere, 0 ran off the end without
  * a fault, 44 page without a guard, 45 never reached a page's last block. */
 static void expect_guard_fault(void (*fn)(size_t), size_t arg, const char *what) {
-  faulting_t f = {fn, arg};
-  int st = child_call(faulting_child, &f, 0, NULL);
+  int st = child_call_faulting(fn, arg);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 42)
     fail_msg("%s %zu: the child %s %d; expected a fault exactly at the guard page (exit 42)", what, arg,
              WIFEXITED(st) ? "exited with" : "died of signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
@@ -68,7 +46,7 @@ static void overrun_page(size_t n) {
     if (!pg->guarded) _exit(44);
     uint8_t *guard = start + (size_t)pg->slice_count * RA_SLICE_SIZE - os_page;
     memset(p, 0xA5, (size_t)(guard - p)); /* the block and the tail before the guard: no fault */
-    expect_fault = (uintptr_t)guard;
+    child_expect_fault = (uintptr_t)guard;
     write_until_fault(p);
   }
   _exit(45);
@@ -77,14 +55,14 @@ static void overrun_page(size_t n) {
 static void overrun_huge(size_t n) {
   uint8_t *p = ra_malloc(n);
   if (p == NULL) _exit(46);
-  expect_fault = (uintptr_t)(p + ra_usable_size(p));
+  child_expect_fault = (uintptr_t)(p + ra_usable_size(p));
   write_until_fault(p);
 }
 
 static void overrun_huge_aligned(size_t align) {
   void *p = NULL;
   if (ra_posix_memalign(&p, align, 3 * ((size_t)1 << 20) + 1000) != 0) _exit(46);
-  expect_fault = (uintptr_t)p + ra_usable_size(p);
+  child_expect_fault = (uintptr_t)p + ra_usable_size(p);
   write_until_fault(p);
 }
 

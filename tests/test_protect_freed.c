@@ -28,31 +28,9 @@
 #define RA_TEST_SANITIZED 0
 #endif
 
-static volatile uintptr_t expect_fault;
-
-static void on_fault(int sig, siginfo_t *si, void *uc) {
-  (void)sig;
-  (void)uc;
-  _exit((uintptr_t)si->si_addr == expect_fault ? 42 : 43);
-}
-
-typedef struct faulting_s {
-  void (*fn)(size_t);
-  size_t arg;
-} faulting_t;
-
-/* The child: faults caught by on_fault, then the access. */
-static int faulting_child(void *p) {
-  const faulting_t *f = p;
-  child_catch_faults(on_fault);
-  f->fn(f->arg);
-  return 0;
-}
-
 /* Exit codes of a child: 42 faulted at the expected address, 43 faulted elsewhere, 0 no fault. */
 static void expect_fault_in_child(void (*fn)(size_t), size_t arg, const char *what) {
-  faulting_t f = {fn, arg};
-  int st = child_call(faulting_child, &f, 0, NULL);
+  int st = child_call_faulting(fn, arg);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 42)
     fail_msg("%s (%zu): the child %s %d; expected a fault at the address written (exit 42)", what, arg,
              WIFEXITED(st) ? "exited with" : "died of signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
@@ -83,7 +61,7 @@ static void use_after_free(size_t n) {
    * freed (docs/robustness.md): step back out of them. */
   if (n > RA_LARGE_MAX && (((uintptr_t)p + off) & RA_CHUNK_MASK) < RA_SLICE_SIZE) off -= RA_SLICE_SIZE;
   ra_free(p);
-  expect_fault = (uintptr_t)(p + off);
+  child_expect_fault = (uintptr_t)(p + off);
   ((volatile uint8_t *)p)[off] = 0x5A;
   (void)keep;
 }
@@ -117,7 +95,7 @@ static void read_after_free(size_t n) {
   if (p == NULL) _exit(46);
   memset(p, 0x22, n);
   ra_free(p);
-  expect_fault = (uintptr_t)(p + 100);
+  child_expect_fault = (uintptr_t)(p + 100);
   (void)((volatile uint8_t *)p)[100];
 }
 
