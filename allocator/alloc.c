@@ -97,7 +97,7 @@ static RA_NOINLINE void *malloc_checked(ra_heap_t *heap, size_t size, bool zero)
  * runs the same instructions as before. */
 size_t _ra_direct_bound = RA_DIRECT_MAX + 1;
 
-#if !defined(_WIN32)
+#if RA_HAS_PROFILER
 /* The heap profiler's allocations other than the common case (a block at hand, and the countdown
  * stays at or above zero): calloc's, the sampled ones, and those that need pages found or made.
  * With the canaries on, direct[] stays on the empty page, so every block comes from
@@ -141,7 +141,7 @@ static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
 /* Everything the fast paths do not serve, and every allocation while the heap profiler or the
  * canaries are on. */
 RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
-#if !defined(_WIN32)
+#if RA_HAS_PROFILER
   if (RA_UNLIKELY(_ra_prof_route)) return prof_malloc(heap, size, zero);
 #endif
   if (RA_UNLIKELY(_ra_canary)) return malloc_checked(heap, size, zero);

@@ -8,7 +8,6 @@
  *   offsetof(pages)  ra_page_t pages[65] (64 bytes each): slice i's descriptor
  *   RA_SLICE_SIZE    slice 1: first span, or the start of a huge block
  *   i * 64 KiB       slice i */
-#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -43,7 +42,7 @@ void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c) {
 /* Held by the owner while it changes the slice bitmaps (span alloc/free, commit: slow paths only)
  * and by a thread purging the chunk's free slices, which try-locks it (only ra_collect(true) waits). */
 void _ra_chunk_lock(ra_chunk_t *c) {
-  while (atomic_exchange_explicit(&c->lock, 1, memory_order_acquire)) sched_yield();
+  while (atomic_exchange_explicit(&c->lock, 1, memory_order_acquire)) _ra_yield();
 }
 bool _ra_chunk_trylock(ra_chunk_t *c) { return !atomic_exchange_explicit(&c->lock, 1, memory_order_acquire); }
 void _ra_chunk_unlock(ra_chunk_t *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }

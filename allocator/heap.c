@@ -17,6 +17,15 @@ uintptr_t _ra_key; /* free-list link secret, set once before the first block exi
 static ra_lock_t init_lock = RA_LOCK_INIT;
 static atomic_bool initialised;
 
+/* What the options do at load and exit (RAMALLOC_SHOW_STATS, RAMALLOC_DUMP_LAYOUT, the dump
+ * signal, the timeline) runs from constructors that nothing calls; a static link takes an object
+ * from an archive only when something refers to it, so process start-up refers to them here. */
+#if RA_HAS_PROFILER
+__attribute__((used)) static const char *const start_hooks[] = {&_ra_inspect_linked, &_ra_timeline_linked};
+#else
+__attribute__((used)) static const char *const start_hooks[] = {&_ra_inspect_linked};
+#endif
+
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
 static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
@@ -254,6 +263,11 @@ bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
   }
   return true;
 }
+
+/* The heap validator: every invariant of the calling thread's heap, its chunks, their spans and
+ * pages (free lists walked), and the page queues. True when all hold; otherwise the first broken
+ * one is reported on stderr. Call it when no other thread frees into this heap's pages. */
+bool _ra_validate_heap(void) { return _ra_heap_is_valid(_ra_heap_current(), RA_HEAP_AT_REST); }
 
 /* Call fn on every live heap, holding the heap list lock (fn must not allocate). */
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg) {

@@ -1,624 +1,13 @@
-/* Inspection: reading the metadata from outside the allocation paths. One walk of the arenas, their
- * chunks and the page descriptors serves three readers: ra_stats_get (totals and per-class
- * figures), ra_visit (a callback per arena, chunk, page and block) and ra_dump_layout (the whole
- * layout as JSON, docs/layout.md). Nothing here adds work to malloc or free: every figure is read
- * from what the allocator keeps anyway (used, capacity, reserved, block_size, the free lists, the
- * heaps' delayed lists, the chunk and arena bitmaps, huge_size).
- *
- * Reading rules (the semantics promised in ramalloc.h):
- *   - a chunk is read while its arena's lock and its chunk lock are held: it cannot be given back,
- *     purged, or have spans taken or returned meanwhile; callbacks and output run with no lock held;
- *   - page fields the owner changes on its fast paths (used, free) are read without its
- *     cooperation: exact when the owner is not running, a moment's view otherwise;
- *   - a free-list link is followed only into a committed slice of a page whose chunk's locks are
- *     held; links that lead elsewhere (another thread's delayed list spans chunks) are read with
- *     that chunk's locks taken too, try-locked when another arena's lock would have to be waited for.
- *
- * Also here, portable: what RAMALLOC_SHOW_STATS and RAMALLOC_DUMP_LAYOUT do at exit and the dump
- * file names. inspect_posix.c / inspect_windows.c write the files, read the command line and hook
- * process exit (and, on POSIX, the RAMALLOC_DUMP_SIGNAL signal). */
+/* The layout dump: the whole layout as JSON (docs/layout.md), from one snapshot walk (snapshot.h)
+ * that also adds up the statistics printed at its end (stats.c). Also here, portable: what
+ * RAMALLOC_SHOW_STATS and RAMALLOC_DUMP_LAYOUT do at exit and the dump file names. The platform
+ * layer writes the files whole and reads the command line (os.h); inspect_posix.c /
+ * inspect_windows.c hook process exit (and, on POSIX, the RAMALLOC_DUMP_SIGNAL signal). */
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#define LIST_STEPS_MAX ((size_t)1 << 20) /* a racy list read stops after this many links */
-#define DELAYED_MAX 1024                 /* delayed frees gathered before a walk, sorted */
-#define BLOCKS_MAX (RA_SLICE_SIZE / RA_ALIGN) /* most blocks in one page: 4096 blocks of 16 bytes */
-
-_Static_assert(RA_MEDIUM_SLICES * RA_SLICE_SIZE / (RA_SMALL_MAX + 1) <= BLOCKS_MAX, "medium pages fit the bitmap");
-
-static inline bool bit_get(const uint64_t *map, size_t i) { return (map[i >> 6] >> (i & 63)) & 1; }
-
-/* ---- Following links safely ---------------------------------------------------------------------- */
-
-/* The locks a reader holds: an arena's lock, and the chunk lock of one of its page chunks. */
-typedef struct held_s {
-  ra_arena_t *arena;
-  ra_chunk_t *chunk;
-} held_t;
-
-/* May the first word at p be read? p must be block-aligned, in a committed slice of chunk c, and
- * that slice part of a page. Reads only c's header; the caller holds c's chunk lock, under which no
- * slice is decommitted. */
-static bool block_readable(const ra_chunk_t *c, const void *p) {
-  if (((uintptr_t)p & (RA_ALIGN - 1)) != 0) return false;
-  size_t idx = _ra_slice_index(c, p);
-  if (idx == 0 || idx >= RA_SLICES || !((c->committed >> idx) & 1)) return false;
-  size_t off = c->pages[idx].slice_offset;
-  if (off > idx - 1) return false;
-  return !(atomic_load_explicit(&c->pages[idx - off].flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE);
-}
-
-/* Read the link word of a free block p into *next. False when p is not known to be safe to read,
- * or a lock it needs is busy. Lock order: an arena lock before a chunk lock; a second arena lock
- * is only ever try-locked. */
-static bool link_read(const held_t *h, const void *p, const void **next) {
-  ra_chunk_t *c = _ra_chunk_of(p);
-  if (h->chunk == c) {
-    if (!block_readable(c, p)) return false;
-    *next = _ra_block_next((const ra_block_t *)p);
-    return true;
-  }
-  ra_arena_t *a = _ra_arena_containing(p);
-  if (a == NULL) return false;
-  bool lock_arena = a != h->arena;
-  if (lock_arena) {
-    if (h->arena != NULL) {
-      if (!_ra_trylock(&a->lock)) return false;
-    } else {
-      _ra_lock(&a->lock);
-    }
-  }
-  bool ok = false;
-  size_t slot = (size_t)(((uintptr_t)c - (uintptr_t)a->base) >> RA_CHUNK_SHIFT);
-  if (slot >= 1 && slot < a->chunk_slots && bit_get(a->in_use, slot) && _ra_chunk_map_has((uintptr_t)c) &&
-      c->magic == RA_CHUNK_MAGIC && c->kind == RA_CHUNK_PAGES) {
-    _ra_chunk_lock(c);
-    if (block_readable(c, p)) {
-      *next = _ra_block_next((const ra_block_t *)p);
-      ok = true;
-    }
-    _ra_chunk_unlock(c);
-  }
-  if (lock_arena) _ra_unlock(&a->lock);
-  return ok;
-}
-
-/* ---- Blocks freed by other threads into full pages (the heaps' delayed lists) -------------------- */
-
-/* Gathered once before a walk, under the heap list lock, then sorted: a page finds its own by a
- * binary search. When there are more than DELAYED_MAX, a page reads its owner's list instead. */
-typedef struct delayed_s {
-  size_t n;
-  bool overflow;
-  bool complete; /* every list was read to its end */
-  uintptr_t addr[DELAYED_MAX];
-} delayed_t;
-
-static void delayed_gather_heap(ra_heap_t *heap, void *arg) {
-  delayed_t *d = arg;
-  const held_t none = {NULL, NULL};
-  const void *b = atomic_load_explicit(&heap->delayed_free, memory_order_acquire);
-  for (size_t steps = 0; b != NULL && !d->overflow; steps++) {
-    const void *next;
-    if (d->n == DELAYED_MAX) {
-      d->overflow = true;
-      break;
-    }
-    if (steps == LIST_STEPS_MAX || !link_read(&none, b, &next)) {
-      d->complete = false;
-      break;
-    }
-    d->addr[d->n++] = (uintptr_t)b;
-    b = next;
-  }
-}
-
-static void sort_addresses(uintptr_t *a, size_t n) {
-  /* Shell sort (gaps 3k+1): qsort may allocate, and n is at most DELAYED_MAX. */
-  size_t gap = 1;
-  while (gap < n / 3) gap = gap * 3 + 1;
-  for (; gap > 0; gap /= 3)
-    for (size_t i = gap; i < n; i++) {
-      uintptr_t v = a[i];
-      size_t j = i;
-      for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
-      a[j] = v;
-    }
-}
-
-static void delayed_gather(delayed_t *d) {
-  d->n = 0;
-  d->overflow = false;
-  d->complete = true;
-  _ra_heap_foreach(delayed_gather_heap, d);
-  if (!d->overflow) sort_addresses(d->addr, d->n);
-}
-
-/* ---- Snapshots of chunks and pages --------------------------------------------------------------- */
-
-typedef struct page_info_s {
-  const uint8_t *start;      /* first byte of the span */
-  const ra_page_t *desc;     /* its descriptor in the chunk header */
-  uint32_t slice, slices;    /* head slice, span length */
-  uint32_t block_size, reserved, capacity;
-  uint32_t used;             /* the descriptor's count: includes remote and delayed frees */
-  uint32_t remote, delayed;  /* blocks on xfree, and on the owner's delayed list */
-  uint32_t live;             /* blocks handed out and not freed */
-  uint32_t committed_slices; /* slices of the span committed */
-  uint8_t class_idx, flags, delay;
-} page_info_t;
-
-typedef struct chunk_info_s {
-  ra_arena_t *arena;
-  ra_chunk_t *chunk;
-  size_t slot;
-  uint8_t kind;
-  bool abandoned;
-  uint32_t chunk_count;
-  ra_heap_t *owner;
-  uint64_t free_slices, committed, dirty, purge;
-  uint32_t pages_in_use, free_count;
-  const uint8_t *huge_block;
-  size_t huge_size, huge_committed;
-  char slices[RA_SLICES]; /* state code of each slice (page chunks) */
-  size_t npages;
-  page_info_t pages[RA_SLICES];
-} chunk_info_t;
-
-typedef struct walk_s {
-  delayed_t delayed;
-} walk_t;
-
-/* Follow a free list inside one page: count the blocks (and set their bits) while the links stay
- * on block boundaries of the carved part and in committed slices. Returns the blocks newly seen. */
-static uint32_t list_scan(const held_t *h, const void *b, const page_info_t *pi, uint64_t *bits) {
-  uintptr_t lo = (uintptr_t)pi->start, hi = lo + (uintptr_t)pi->capacity * pi->block_size;
-  uint32_t n = 0;
-  for (size_t steps = 0; b != NULL && steps <= pi->reserved; steps++) {
-    uintptr_t u = (uintptr_t)b;
-    if (u < lo || u >= hi || (u - lo) % pi->block_size != 0) break;
-    size_t k = (u - lo) / pi->block_size;
-    if (bits != NULL) {
-      if (bit_get(bits, k)) break; /* seen already: a cycle in a list read while it changed */
-      bits[k >> 6] |= 1ULL << (k & 63);
-    }
-    n++;
-    const void *next;
-    if (!link_read(h, b, &next)) break;
-    b = next;
-  }
-  return n;
-}
-
-/* Blocks of this page waiting on its owner's delayed list. */
-static uint32_t page_delayed(const walk_t *w, const held_t *h, ra_heap_t *owner, const page_info_t *pi,
-                             uint64_t *bits) {
-  uintptr_t lo = (uintptr_t)pi->start, hi = lo + (uintptr_t)pi->capacity * pi->block_size;
-  uint32_t n = 0;
-  const delayed_t *d = &w->delayed;
-  if (!d->overflow) {
-    size_t i = 0, j = d->n;
-    while (i < j) { /* first address >= lo */
-      size_t m = i + (j - i) / 2;
-      if (d->addr[m] < lo) i = m + 1;
-      else j = m;
-    }
-    for (; i < d->n && d->addr[i] < hi; i++) {
-      size_t k = (d->addr[i] - lo) / pi->block_size;
-      if ((d->addr[i] - lo) % pi->block_size != 0) continue;
-      if (bits != NULL) {
-        if (bit_get(bits, k)) continue;
-        bits[k >> 6] |= 1ULL << (k & 63);
-      }
-      n++;
-    }
-    return n;
-  }
-  if (owner == NULL) return 0;
-  const void *b = atomic_load_explicit(&owner->delayed_free, memory_order_acquire);
-  for (size_t steps = 0; b != NULL && steps < LIST_STEPS_MAX; steps++) {
-    uintptr_t u = (uintptr_t)b;
-    if (u >= lo && u < hi && (u - lo) % pi->block_size == 0) {
-      size_t k = (u - lo) / pi->block_size;
-      if (bits == NULL) {
-        n++;
-      } else if (!bit_get(bits, k)) {
-        bits[k >> 6] |= 1ULL << (k & 63);
-        n++;
-      }
-    }
-    const void *next;
-    if (!link_read(h, b, &next)) break;
-    b = next;
-  }
-  return n;
-}
-
-/* Read the page whose head descriptor is c->pages[idx] (arena and chunk locks held). With `bits`
- * (BLOCKS_MAX bits), also mark every free block: the local and remote free lists, the delayed
- * frees, and the part not carved yet; live is then what is left unmarked. */
-static void page_read(const walk_t *w, const held_t *h, ra_chunk_t *c, size_t idx, ra_heap_t *owner,
-                      page_info_t *pi, uint64_t *bits) {
-  const ra_page_t *pg = &c->pages[idx];
-  pi->start = _ra_page_start(c, pg);
-  pi->desc = pg;
-  pi->slice = (uint32_t)idx;
-  pi->slices = pg->slice_count ? pg->slice_count : 1;
-  if (idx + pi->slices > RA_SLICES) pi->slices = (uint32_t)(RA_SLICES - idx);
-  pi->block_size = pg->block_size;
-  pi->class_idx = pg->class_idx;
-  pi->used = pg->used;
-  pi->capacity = pg->capacity;
-  pi->reserved = pg->reserved;
-  pi->flags = atomic_load_explicit(&pg->flags, memory_order_relaxed);
-  uintptr_t xf = atomic_load_explicit(&pg->xfree, memory_order_acquire);
-  pi->delay = (uint8_t)(xf & 3);
-  /* A page being set up (span taken, class not yet chosen) holds no block; neither does a
-   * descriptor read while its owner rewrites it with figures no page can have. */
-  if (pi->block_size == 0 || pi->class_idx >= RA_CLASS_COUNT || (size_t)pi->reserved > BLOCKS_MAX) {
-    pi->block_size = pi->block_size ? pi->block_size : 1;
-    pi->reserved = pi->capacity = pi->used = 0;
-  }
-  if (pi->capacity > pi->reserved) pi->capacity = pi->reserved;
-  uint64_t span = (pi->slices >= 64 ? ~0ULL : (1ULL << pi->slices) - 1) << idx;
-  pi->committed_slices = (uint32_t)__builtin_popcountll(c->committed & span);
-  if (bits != NULL) {
-    memset(bits, 0, BLOCKS_MAX / 8);
-    for (size_t k = pi->capacity; k < pi->reserved && k < BLOCKS_MAX; k++) bits[k >> 6] |= 1ULL << (k & 63);
-    list_scan(h, pg->free, pi, bits);
-  }
-  pi->remote = list_scan(h, (const void *)(xf & ~(uintptr_t)3), pi, bits);
-  pi->delayed = page_delayed(w, h, owner, pi, bits);
-  if (bits != NULL) {
-    size_t free_n = 0;
-    for (size_t k = 0; k < (pi->reserved + 63) / 64; k++) free_n += (size_t)__builtin_popcountll(bits[k]);
-    pi->live = (uint32_t)(pi->reserved - free_n);
-  } else {
-    uint32_t gone = pi->remote + pi->delayed;
-    pi->live = pi->used > gone ? pi->used - gone : 0;
-  }
-}
-
-/* The state code of slice i of a page chunk (its chunk lock held), `page` being the page that holds
- * it or NULL for a free slice. This is the one place that turns the allocator's bits into the states
- * of docs/layout.md:
- *   M header   U page, committed, with live blocks   E page, committed, empty
- *   p page, not committed yet   F free, committed, waiting for a purge   C free, committed, clean
- *   R free, reset (committed, content given up)   . free, reserved only (never committed or
- *   decommitted: the OS keeps no difference) */
-static char slice_state(const chunk_info_t *ci, size_t i, const page_info_t *page) {
-  bool committed = (ci->committed >> i) & 1;
-  if (i == 0) return 'M';
-  if (page != NULL) return !committed ? 'p' : page->live > 0 ? 'U' : 'E';
-  if (!committed) return '.';
-  if (!((ci->dirty >> i) & 1)) return 'C';
-  if (((ci->purge >> i) & 1) || _ra_option(RA_OPT_PURGE_DELAY_MS) < 0) return 'F';
-  return 'R';
-}
-
-/* The state code of slot s of an arena (arena lock held); *huge_end is the slot after the last
- * huge run seen, for its continuation slots:
- *   A arena header and metadata   P chunk of pages   a chunk of pages, abandoned
- *   H first chunk of a huge block   h the rest of its run   u in use, being set up or given back
- *   F free, committed, waiting for a purge   R free, reset   . free, reserved only */
-static char slot_state(ra_arena_t *a, size_t s, size_t *huge_end) {
-  if (s == 0) return 'A';
-  if (bit_get(a->in_use, s)) {
-    if (s < *huge_end) return 'h';
-    ra_chunk_t *c = (ra_chunk_t *)(a->base + s * RA_CHUNK_SIZE);
-    if (!_ra_chunk_map_has((uintptr_t)c) || c->magic != RA_CHUNK_MAGIC) return 'u';
-    if (c->kind == RA_CHUNK_HUGE) {
-      *huge_end = s + c->chunk_count;
-      return 'H';
-    }
-    return atomic_load_explicit(&c->heap, memory_order_relaxed) == NULL ? 'a' : 'P';
-  }
-  if (!bit_get(a->committed, s)) return '.';
-  return bit_get(a->purgeable, s) ? 'F' : 'R';
-}
-
-/* Read the chunk at slot s (arena lock held). False when no published chunk starts there. */
-static bool chunk_read(const walk_t *w, ra_arena_t *a, size_t s, chunk_info_t *ci) {
-  ra_chunk_t *c = (ra_chunk_t *)(a->base + s * RA_CHUNK_SIZE);
-  if (!bit_get(a->in_use, s) || !_ra_chunk_map_has((uintptr_t)c) || c->magic != RA_CHUNK_MAGIC) return false;
-  ci->arena = a;
-  ci->chunk = c;
-  ci->slot = s;
-  ci->kind = c->kind;
-  ci->npages = 0;
-  ci->chunk_count = c->chunk_count ? c->chunk_count : 1;
-  if (c->kind == RA_CHUNK_HUGE) {
-    ci->owner = NULL;
-    ci->abandoned = false;
-    ci->huge_block = c->huge_block;
-    ci->huge_size = c->huge_size;
-    ci->huge_committed = c->huge_committed;
-    ci->committed = 1;
-    ci->free_slices = ci->dirty = ci->purge = 0;
-    ci->pages_in_use = ci->free_count = 0;
-    return true;
-  }
-  held_t h = {a, c};
-  _ra_chunk_lock(c);
-  ci->owner = atomic_load_explicit(&c->heap, memory_order_acquire);
-  ci->abandoned = ci->owner == NULL;
-  ci->free_slices = c->free_slices;
-  ci->committed = c->committed | 1;
-  ci->dirty = c->dirty;
-  ci->purge = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
-  ci->pages_in_use = c->pages_in_use;
-  ci->free_count = c->free_count;
-  ci->huge_block = NULL;
-  ci->huge_size = ci->huge_committed = 0;
-  ci->slices[0] = 'M';
-  for (size_t idx = 1; idx < RA_SLICES;) {
-    const ra_page_t *pg = &c->pages[idx];
-    if (atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) {
-      ci->slices[idx] = slice_state(ci, idx, NULL);
-      idx++;
-      continue;
-    }
-    page_info_t *pi = &ci->pages[ci->npages++];
-    page_read(w, &h, c, idx, ci->owner, pi, NULL);
-    for (size_t j = idx; j < idx + pi->slices; j++) ci->slices[j] = slice_state(ci, j, pi);
-    idx += pi->slices;
-  }
-  _ra_chunk_unlock(c);
-  return true;
-}
-
-/* The next published chunk at or after slot *s of arena a, read into ci; *s moves past it. */
-static bool chunk_next(const walk_t *w, ra_arena_t *a, size_t *s, chunk_info_t *ci) {
-  bool found = false;
-  _ra_lock(&a->lock);
-  for (; *s < a->chunk_slots && !found; (*s)++) {
-    if ((*s & 63) == 0 && a->in_use[*s >> 6] == 0) {
-      *s += 63; /* a whole word of free slots */
-      continue;
-    }
-    if (chunk_read(w, a, *s, ci)) {
-      found = true;
-      *s += ci->kind == RA_CHUNK_HUGE ? ci->chunk_count - 1 : 0;
-    }
-  }
-  _ra_unlock(&a->lock);
-  return found;
-}
-
-/* Read one page again, with its block bitmap, if the chunk and the page are still there. */
-static bool page_reread(const walk_t *w, const chunk_info_t *ci, size_t idx, page_info_t *pi, uint64_t *bits) {
-  ra_arena_t *a = ci->arena;
-  ra_chunk_t *c = ci->chunk;
-  bool ok = false;
-  _ra_lock(&a->lock);
-  if (bit_get(a->in_use, ci->slot) && _ra_chunk_map_has((uintptr_t)c) && c->magic == RA_CHUNK_MAGIC &&
-      c->kind == RA_CHUNK_PAGES) {
-    held_t h = {a, c};
-    _ra_chunk_lock(c);
-    const ra_page_t *pg = &c->pages[idx];
-    if (!(atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) && pg->slice_offset == 0) {
-      page_read(w, &h, c, idx, atomic_load_explicit(&c->heap, memory_order_acquire), pi, bits);
-      ok = pi->reserved <= BLOCKS_MAX;
-    }
-    _ra_chunk_unlock(c);
-  }
-  _ra_unlock(&a->lock);
-  return ok;
-}
-
-static size_t page_tail(const page_info_t *pi) {
-  size_t span = (size_t)pi->slices * RA_SLICE_SIZE, used = (size_t)pi->reserved * pi->block_size;
-  return span > used ? span - used : 0;
-}
-
-/* Bytes a request of class i may be short of its block: block size minus the smallest request
- * that maps to the class (0 for class 0, which serves malloc(0)). */
-static size_t class_slack(size_t i) { return _ra_class_size[i] - (i == 0 ? 0 : _ra_class_size[i - 1] + 1); }
-
-static size_t chunk_committed_bytes(const chunk_info_t *ci) {
-  if (ci->kind == RA_CHUNK_HUGE) return RA_SLICE_SIZE + ci->huge_committed;
-  return (size_t)__builtin_popcountll(ci->committed) * RA_SLICE_SIZE;
-}
-
-/* ---- Statistics from the walk ---------------------------------------------------------------------- */
-
-static void stats_add_chunk(ra_stats_t *st, const chunk_info_t *ci) {
-  st->meta_bytes += RA_CHUNK_HEADER_SIZE;
-  st->meta_committed += RA_SLICE_SIZE;
-  if (ci->kind == RA_CHUNK_HUGE) {
-    st->live_blocks++;
-    st->huge_blocks++;
-    st->live_bytes += ci->huge_size;
-    st->rounding_max += _ra_os_info()->page_size;
-    return;
-  }
-  if (ci->abandoned) st->chunks_abandoned++;
-  for (size_t i = 0; i < ci->npages; i++) {
-    const page_info_t *pi = &ci->pages[i];
-    if (pi->class_idx >= RA_CLASS_COUNT || pi->reserved == 0) continue;
-    ra_class_stats_t *cs = &st->classes[pi->class_idx];
-    cs->pages++;
-    cs->blocks_used += pi->live;
-    cs->blocks_free += pi->reserved - pi->live;
-    cs->tail_bytes += page_tail(pi);
-    cs->rounding_max += (size_t)pi->live * class_slack(pi->class_idx);
-    st->pages++;
-    st->live_blocks += pi->live;
-    st->live_bytes += (size_t)pi->live * pi->block_size;
-  }
-}
-
-static void stats_add_arena(ra_stats_t *st, ra_arena_t *a) {
-  _ra_lock(&a->lock);
-  st->chunks_in_use += a->chunks_in_use;
-  st->meta_bytes += a->meta_start + a->meta_used;
-  st->meta_committed += a->meta_committed;
-  _ra_unlock(&a->lock);
-}
-
-static void stats_count_heap(ra_heap_t *h, void *arg) {
-  (void)h;
-  ((ra_stats_t *)arg)->heaps++;
-}
-
-static void stats_begin(ra_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  st->reserved = atomic_load_explicit(&_ra_counters.reserved, memory_order_relaxed);
-  st->committed = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
-  st->committed_peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
-  st->purged = atomic_load_explicit(&_ra_counters.purged, memory_order_relaxed);
-  st->reserve_calls = atomic_load_explicit(&_ra_counters.reserve_calls, memory_order_relaxed);
-  st->commit_calls = atomic_load_explicit(&_ra_counters.commit_calls, memory_order_relaxed);
-  st->decommit_calls = atomic_load_explicit(&_ra_counters.decommit_calls, memory_order_relaxed);
-  st->reset_calls = atomic_load_explicit(&_ra_counters.reset_calls, memory_order_relaxed);
-  st->protect_calls = atomic_load_explicit(&_ra_counters.protect_calls, memory_order_relaxed);
-  st->release_calls = atomic_load_explicit(&_ra_counters.release_calls, memory_order_relaxed);
-  st->class_count = RA_CLASS_COUNT;
-  for (size_t i = 0; i < RA_CLASS_COUNT; i++) st->classes[i].block_size = _ra_class_size[i];
-  st->arenas = _ra_arena_count();
-  _ra_heap_foreach(stats_count_heap, st);
-}
-
-static void stats_end(ra_stats_t *st) {
-  for (size_t i = 0; i < RA_CLASS_COUNT; i++) {
-    st->tail_bytes += st->classes[i].tail_bytes;
-    st->rounding_max += st->classes[i].rounding_max;
-  }
-}
-
-void ra_stats_get(ra_stats_t *st) {
-  walk_t w;
-  stats_begin(st);
-  delayed_gather(&w.delayed);
-  for (size_t k = 0; k < st->arenas; k++) {
-    ra_arena_t *a = _ra_arena_at(k);
-    chunk_info_t ci;
-    stats_add_arena(st, a);
-    for (size_t s = 1; chunk_next(&w, a, &s, &ci);) stats_add_chunk(st, &ci);
-  }
-  stats_end(st);
-}
-
-/* ---- ra_visit -------------------------------------------------------------------------------------- */
-
-static void visit_page_fields(ra_visit_info_t *v, const chunk_info_t *ci, const page_info_t *pi) {
-  v->arena = ci->arena->index;
-  v->slot = ci->slot;
-  v->slice = pi->slice;
-  v->class_index = pi->class_idx;
-  v->block_size = pi->block_size;
-  v->owner = ci->owner;
-}
-
-/* A page, then its blocks: the bitmap comes from a fresh read so that the page's counts and its
- * blocks agree. */
-static bool visit_page(const walk_t *w, const chunk_info_t *ci, const page_info_t *seen, unsigned kinds,
-                       ra_visit_fun *fn, void *arg) {
-  uint64_t bits[BLOCKS_MAX / 64];
-  page_info_t fresh;
-  const page_info_t *pi = seen;
-  bool blocks = (kinds & (RA_VISIT_BLOCK | RA_VISIT_FREE)) != 0;
-  if (blocks) {
-    if (!page_reread(w, ci, seen->slice, &fresh, bits)) return true; /* gone meanwhile */
-    pi = &fresh;
-  }
-  ra_visit_info_t v;
-  if (kinds & RA_VISIT_PAGE) {
-    memset(&v, 0, sizeof v);
-    v.kind = RA_VISIT_PAGE;
-    v.start = pi->start;
-    v.size = (size_t)pi->slices * RA_SLICE_SIZE;
-    visit_page_fields(&v, ci, pi);
-    v.blocks_used = pi->live;
-    v.blocks_free = pi->reserved - pi->live;
-    v.capacity = pi->capacity;
-    v.reserved = pi->reserved;
-    v.committed = (size_t)pi->committed_slices * RA_SLICE_SIZE;
-    if (!fn(&v, arg)) return false;
-  }
-  if (!blocks) return true;
-  for (size_t k = 0; k < pi->reserved; k++) {
-    bool live = !bit_get(bits, k);
-    if (!(kinds & (live ? RA_VISIT_BLOCK : RA_VISIT_FREE))) continue;
-    memset(&v, 0, sizeof v);
-    v.kind = live ? RA_VISIT_BLOCK : RA_VISIT_FREE;
-    v.start = pi->start + k * pi->block_size;
-    v.size = pi->block_size;
-    visit_page_fields(&v, ci, pi);
-    v.live = live;
-    if (!fn(&v, arg)) return false;
-  }
-  return true;
-}
-
-static bool visit_chunk(const walk_t *w, const chunk_info_t *ci, unsigned kinds, ra_visit_fun *fn, void *arg) {
-  ra_visit_info_t v;
-  bool huge = ci->kind == RA_CHUNK_HUGE;
-  if (kinds & RA_VISIT_CHUNK) {
-    memset(&v, 0, sizeof v);
-    v.kind = RA_VISIT_CHUNK;
-    v.start = ci->chunk;
-    v.size = (size_t)ci->chunk_count * RA_CHUNK_SIZE;
-    v.arena = ci->arena->index;
-    v.slot = ci->slot;
-    v.committed = chunk_committed_bytes(ci);
-    v.owner = ci->owner;
-    v.huge = huge;
-    if (huge) {
-      v.blocks_used = 1;
-      v.block_size = ci->huge_size;
-    }
-    for (size_t i = 0; i < ci->npages; i++) {
-      v.blocks_used += ci->pages[i].live;
-      v.blocks_free += ci->pages[i].reserved - ci->pages[i].live;
-    }
-    if (!fn(&v, arg)) return false;
-  }
-  if (huge) {
-    if (!(kinds & RA_VISIT_BLOCK)) return true;
-    memset(&v, 0, sizeof v);
-    v.kind = RA_VISIT_BLOCK;
-    v.start = ci->huge_block;
-    v.size = v.block_size = ci->huge_size;
-    v.arena = ci->arena->index;
-    v.slot = ci->slot;
-    v.class_index = RA_CLASS_HUGE;
-    v.live = v.huge = true;
-    return fn(&v, arg);
-  }
-  if (!(kinds & (RA_VISIT_PAGE | RA_VISIT_BLOCK | RA_VISIT_FREE))) return true;
-  for (size_t i = 0; i < ci->npages; i++)
-    if (!visit_page(w, ci, &ci->pages[i], kinds, fn, arg)) return false;
-  return true;
-}
-
-bool ra_visit(unsigned kinds, ra_visit_fun *fn, void *arg) {
-  walk_t w;
-  delayed_gather(&w.delayed);
-  size_t n = _ra_arena_count();
-  for (size_t k = 0; k < n; k++) {
-    ra_arena_t *a = _ra_arena_at(k);
-    if (kinds & RA_VISIT_ARENA) {
-      ra_visit_info_t v;
-      memset(&v, 0, sizeof v);
-      v.kind = RA_VISIT_ARENA;
-      v.start = a->base;
-      v.size = a->size;
-      v.arena = k;
-      v.slot = a->chunk_slots;
-      if (!fn(&v, arg)) return false;
-    }
-    if (!(kinds & ~(unsigned)RA_VISIT_ARENA)) continue;
-    chunk_info_t ci;
-    for (size_t s = 1; chunk_next(&w, a, &s, &ci);)
-      if (!visit_chunk(&w, &ci, kinds, fn, arg)) return false;
-  }
-  return true;
-}
+#include "snapshot.h"
 
 /* ---- Output through a fixed buffer ---------------------------------------------------------------- */
 
@@ -744,14 +133,12 @@ static void json_header_regions(out_t *o) {
 }
 
 static void json_preamble(out_t *o, const char *reason) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
   OUT(o, "{\n  \"format\": \"ramalloc-layout\",\n  \"version\": 1,\n  \"library\": \"ramalloc %d.%d.%d\",\n",
       RAMALLOC_VERSION_MAJOR, RAMALLOC_VERSION_MINOR, RAMALLOC_VERSION_PATCH);
-  OUT(o, "  \"reason\": \"%s\",\n  \"pid\": %d,\n  \"unix_time_ms\": %llu,\n", reason, (int)getpid(),
-      (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull);
+  OUT(o, "  \"reason\": \"%s\",\n  \"pid\": %d,\n  \"unix_time_ms\": %llu,\n", reason, _ra_process_id(),
+      (unsigned long long)_ra_wall_ms());
   char cmd[512];
-  if (_ra_inspect_command(cmd, sizeof cmd) > 0) {
+  if (_ra_os_command_line(cmd, sizeof cmd) > 0) {
     out_str(o, "  \"command\": ");
     out_json_string(o, cmd, sizeof cmd);
     out_str(o, ",\n");
@@ -809,7 +196,7 @@ static void json_heaps(out_t *o) {
   out_str(o, "\n  ],\n");
 }
 
-static const char *page_state_name(const page_info_t *pi) {
+static const char *page_state_name(const ra_page_info_t *pi) {
   return pi->live == 0 ? "empty" : pi->live == pi->reserved ? "full" : "used";
 }
 
@@ -822,7 +209,7 @@ static void json_site(out_t *o, uintptr_t lo, uintptr_t hi) {
 
 static void emit_text(void *arg, const char *text) { out_str(arg, text); }
 
-static void json_page(out_t *o, const page_info_t *pi, const ra_chunk_t *c, bool first) {
+static void json_page(out_t *o, const ra_page_info_t *pi, const ra_chunk_t *c, bool first) {
   static const char *const delay_names[] = {"none", "use", "freeing", "never"};
   OUT(o, "%s\n        {\"slice\": %u, \"slices\": %u, \"offset\": %zu, \"descriptor\": %zu, \"class\": %u, "
          "\"block_size\": %u,",
@@ -832,7 +219,7 @@ static void json_page(out_t *o, const page_info_t *pi, const ra_chunk_t *c, bool
       pi->capacity, pi->used, pi->remote, pi->delayed);
   OUT(o, " \"live\": %u, \"free\": %u, \"tail\": %zu, \"committed\": %zu, \"state\": \"%s\", \"delay\": \"%s\", "
          "\"flags\": [",
-      pi->live, pi->reserved - pi->live, page_tail(pi), (size_t)pi->committed_slices * RA_SLICE_SIZE,
+      pi->live, pi->reserved - pi->live, _ra_snapshot_page_tail(pi), (size_t)pi->committed_slices * RA_SLICE_SIZE,
       page_state_name(pi), delay_names[pi->delay & 3]);
   bool any = false;
   if (pi->flags & RA_PAGE_IN_FULL) {
@@ -845,7 +232,7 @@ static void json_page(out_t *o, const page_info_t *pi, const ra_chunk_t *c, bool
   out_str(o, "}");
 }
 
-static void json_chunk(out_t *o, const chunk_info_t *ci, bool first) {
+static void json_chunk(out_t *o, const ra_chunk_info_t *ci, bool first) {
   const ra_chunk_t *c = ci->chunk;
   ra_arena_t *a = ci->arena;
   OUT(o, "%s\n      {\"slot\": %zu, \"offset\": %zu, \"address\": \"%p\", \"kind\": \"%s\", ", first ? "" : ",",
@@ -854,7 +241,7 @@ static void json_chunk(out_t *o, const chunk_info_t *ci, bool first) {
   if (ci->owner != NULL) OUT(o, "\"owner\": \"%p\", ", (void *)ci->owner);
   else out_str(o, "\"owner\": null, ");
   OUT(o, "\"abandoned\": %s, \"chunks\": %u, \"committed\": %zu,\n       ", ci->abandoned ? "true" : "false",
-      ci->chunk_count, chunk_committed_bytes(ci));
+      ci->chunk_count, _ra_snapshot_chunk_committed(ci));
   json_header_regions(o);
   out_str(o, ",\n       \"slice_states\": \"");
   if (ci->kind == RA_CHUNK_HUGE) {
@@ -888,7 +275,7 @@ static size_t json_slot_states(out_t *o, ra_arena_t *a) {
     size_t n = 0;
     _ra_lock(&a->lock);
     for (size_t s = s0; s < a->chunk_slots && s < s0 + 64; s++) {
-      char code = slot_state(a, s, &huge_end);
+      char code = _ra_snapshot_slot_state(a, s, &huge_end);
       codes[n++] = code;
       if (code == 'F' || code == 'R') {
         const ra_chunk_t *c = (const ra_chunk_t *)(a->base + s * RA_CHUNK_SIZE);
@@ -903,7 +290,7 @@ static size_t json_slot_states(out_t *o, ra_arena_t *a) {
   return committed;
 }
 
-static void json_arena(out_t *o, const walk_t *w, ra_arena_t *a, ra_stats_t *st, bool first) {
+static void json_arena(out_t *o, const ra_snapshot_t *w, ra_arena_t *a, ra_stats_t *st, bool first) {
   _ra_lock(&a->lock);
   size_t base = (size_t)(uintptr_t)a->base, slots = a->chunk_slots, words = (slots + 63) / 64;
   size_t in_use_off = (size_t)(uintptr_t)a->in_use - base, committed_off = (size_t)(uintptr_t)a->committed - base;
@@ -911,7 +298,7 @@ static void json_arena(out_t *o, const walk_t *w, ra_arena_t *a, ra_stats_t *st,
   size_t meta_start = a->meta_start, meta_used = a->meta_used, meta_committed = a->meta_committed;
   size_t chunks_in_use = a->chunks_in_use;
   _ra_unlock(&a->lock);
-  stats_add_arena(st, a);
+  _ra_stats_add_arena(st, a);
   OUT(o, "%s\n    {\"index\": %u, \"base\": \"%p\", \"size\": %zu, \"slots\": %zu, \"chunks_in_use\": %zu,\n",
       first ? "" : ",", a->index, (void *)a->base, a->size, slots, chunks_in_use);
   out_str(o, "     \"meta\": [");
@@ -924,12 +311,12 @@ static void json_arena(out_t *o, const walk_t *w, ra_arena_t *a, ra_stats_t *st,
   OUT(o, "],\n     \"meta_committed\": %zu,\n", meta_committed);
   size_t committed = meta_committed + json_slot_states(o, a);
   out_str(o, "     \"chunks\": [");
-  chunk_info_t ci;
+  ra_chunk_info_t ci;
   bool any = false;
-  for (size_t s = 1; chunk_next(w, a, &s, &ci);) {
+  for (size_t s = 1; _ra_snapshot_chunk_next(w, a, &s, &ci);) {
     json_chunk(o, &ci, !any);
-    stats_add_chunk(st, &ci);
-    committed += chunk_committed_bytes(&ci);
+    _ra_stats_add_chunk(st, &ci);
+    committed += _ra_snapshot_chunk_committed(&ci);
     any = true;
   }
   OUT(o, "],\n     \"committed\": %zu}", committed);
@@ -962,10 +349,10 @@ static void json_stats(out_t *o, const ra_stats_t *st) {
 }
 
 static void dump_layout(out_t *o, const char *reason) {
-  walk_t w;
+  ra_snapshot_t w;
   ra_stats_t st;
-  stats_begin(&st);
-  delayed_gather(&w.delayed);
+  _ra_stats_begin(&st);
+  _ra_snapshot_begin(&w);
   json_preamble(o, reason);
   json_heaps(o);
   if (_ra_prof_sites_begin()) {
@@ -976,7 +363,7 @@ static void dump_layout(out_t *o, const char *reason) {
   }
   out_str(o, "  \"arenas\": [");
   for (size_t k = 0; k < st.arenas; k++) json_arena(o, &w, _ra_arena_at(k), &st, k == 0);
-  stats_end(&st);
+  _ra_stats_end(&st);
   OUT(o, "\n  ],\n  \"delayed_lists_complete\": %s,\n", w.delayed.complete ? "true" : "false");
   json_stats(o, &st);
   out_flush(o);
@@ -1003,9 +390,18 @@ static int dump_fd(int fd, const char *reason) {
 
 int ra_dump_layout(int fd) { return dump_fd(fd, "call"); }
 
-int ra_dump_layout_file(const char *path) { return _ra_inspect_dump_file(path, "call"); }
+/* The dump written whole into a temporary file (path.tmp<pid>), then moved onto path: a reader
+ * never sees half a dump. 0 or an errno value. */
+static int dump_file(const char *path, const char *reason) {
+  char tmp[4096];
+  if (_ra_fmt(tmp, sizeof tmp, "%s.tmp%d", path, _ra_process_id()) >= sizeof tmp) return ENAMETOOLONG;
+  int err = 0;
+  int fd = _ra_os_file_create(tmp, &err);
+  if (fd < 0) return err;
+  return _ra_os_file_end(fd, tmp, path, dump_fd(fd, reason));
+}
 
-int _ra_inspect_dump_fd(int fd, const char *reason) { return dump_fd(fd, reason); }
+int ra_dump_layout_file(const char *path) { return dump_file(path, "call"); }
 
 /* ---- Dumps asked for by the options (the OS files call these) ----------------------------------- */
 
@@ -1018,7 +414,7 @@ static bool dump_path(char *dst, size_t cap, unsigned n) {
   size_t len = 0;
   for (const char *p = pattern; *p != '\0'; p++) {
     if (p[0] == '%' && (p[1] == 'p' || p[1] == '%')) {
-      len += p[1] == 'p' ? _ra_fmt(dst + len, cap - len, "%d", (int)getpid()) : _ra_fmt(dst + len, cap - len, "%%");
+      len += p[1] == 'p' ? _ra_fmt(dst + len, cap - len, "%d", _ra_process_id()) : _ra_fmt(dst + len, cap - len, "%%");
       p++;
     } else {
       dst[len++] = *p;
@@ -1043,7 +439,7 @@ void _ra_inspect_dump_configured(unsigned serial, const char *reason) {
     _ra_write(2, "ramalloc: layout dump file name too long\n");
     return;
   }
-  int err = _ra_inspect_dump_file(path, reason);
+  int err = dump_file(path, reason);
   if (err != 0) _ra_write(2, "ramalloc: could not write the layout to %s (errno %d)\n", path, err);
   else _ra_verbose("ramalloc: layout written to %s\n", path);
 }

@@ -1,7 +1,7 @@
-/* Inspection, the POSIX side: dump files written whole (a temporary file renamed into place), the
- * command line from /proc, the exit hook of RAMALLOC_SHOW_STATS / RAMALLOC_DUMP_LAYOUT, and the
- * RAMALLOC_DUMP_SIGNAL dumper. Nothing here allocates except at load time (pthread_create, from this
- * file's constructor, never from inside malloc). */
+/* Inspection, the POSIX side: the exit hook of RAMALLOC_SHOW_STATS / RAMALLOC_DUMP_LAYOUT and the
+ * RAMALLOC_DUMP_SIGNAL dumper (the dump files and the command line: os_posix.c). Nothing here
+ * allocates except at load time (pthread_create, from this file's constructor, never from inside
+ * malloc). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -11,34 +11,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-int _ra_inspect_dump_file(const char *path, const char *reason) {
-  char tmp[4096];
-  size_t n = _ra_fmt(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-  if (n >= sizeof tmp) return ENAMETOOLONG;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  int err = _ra_inspect_dump_fd(fd, reason);
-  if (close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && rename(tmp, path) != 0) err = errno;
-  if (err != 0) unlink(tmp);
-  return err;
-}
-
-/* The command line from /proc/self/cmdline (read(2): nothing allocated), arguments joined by spaces;
- * 0 where /proc is missing. */
-size_t _ra_inspect_command(char *buf, size_t cap) {
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, cap - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  for (ssize_t i = 0; i < n; i++)
-    if (buf[i] == '\0') buf[i] = ' ';
-  while (n > 0 && buf[n - 1] == ' ') n--;
-  buf[n] = '\0';
-  return (size_t)n;
-}
 
 /* ---- RAMALLOC_DUMP_SIGNAL ----------------------------------------------------------------------- */
 
@@ -114,6 +86,8 @@ static void dumper_start(int sig) {
 /* The statistics go to a copy of stderr made at load time: programs may close stderr on their way
  * out (coreutils' close_stdout does, from its atexit handler). */
 static int stats_fd = -1;
+
+const char _ra_inspect_linked = 1; /* internal.h */
 
 /* At load time: pthread_create may allocate, which is safe here and not inside malloc. */
 __attribute__((constructor)) static void inspect_init(void) {

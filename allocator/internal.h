@@ -19,19 +19,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <pthread.h>
-#include <time.h>
 
 #include "annotate.h"
-#include "os.h"
+#include "prim.h"
 #include "ramalloc.h"
 
-/* Everything declared below is internal to the library: hidden, so the compiler reaches the
- * variables directly rather than through the GOT (_ra_key and the chunk map on every malloc and
- * free). (PE has no such visibility; the .def file says what ramalloc.dll exports.) */
-#if !defined(_WIN32)
-#pragma GCC visibility push(hidden)
-#endif
+/* Everything declared below is internal to the library: hidden where the object format has it
+ * (prim.h). */
+RA_HIDDEN_BEGIN
 
 #ifndef RA_DEBUG
 #define RA_DEBUG 0
@@ -96,7 +91,7 @@ void _ra_assert_fail(const char *expr, const char *file, int line) RA_NORETURN R
  * heap.c, arena.c) tests the invariants written next to the struct below, reports the first one
  * broken ("ramalloc: invariant broken: <what> at <address>", _ra_invariant_fail) and returns false.
  * The allocator calls them through ra_assert_internal at every state change of the struct, so they
- * run when RA_DEBUG >= 2 and compile to nothing below; the validator (_ra_validate_heap, stats.c)
+ * run when RA_DEBUG >= 2 and compile to nothing below; the validator (_ra_validate_heap, heap.c)
  * calls them too. Each checks only what the calling thread owns or holds the lock of: other
  * threads push remote frees onto xfree and the delayed list, and a purging thread changes the
  * chunk bitmaps under the chunk lock. Locks and delay states: "Locks" below. */
@@ -285,7 +280,7 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  * may go against the order, since it never waits.
  *    1. init_lock (heap.c): start-up, once; nothing of the allocator is locked under it.
  *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
- *       timeline_lock (prof_posix.c): a timeline row holds it across ra_stats_get. Never nested
+ *       timeline_lock (timeline_posix.c): a timeline row holds it across ra_stats_get. Never nested
  *       in each other.
  *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
  *       no lock.
@@ -326,26 +321,7 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  * outside the full queue is in NONE, and NEVER means its heap is abandoning or its chunk has no
  * owner (checked by _ra_page_queued_is_valid and _ra_chunk_is_valid). */
 
-/* The allocator's own mutexes. POSIX: pthread mutexes. Windows: SRW locks (thread_windows.c):
- * winpthreads allocates a mutex's state with malloc on its first lock and in pthread_mutex_init,
- * which would re-enter ramalloc wherever ramalloc is malloc. */
-#if defined(_WIN32)
-typedef struct ra_lock_s {
-  void *srw; /* an SRWLOCK */
-} ra_lock_t;
-#define RA_LOCK_INIT {NULL}
-void _ra_lock_init(ra_lock_t *l);
-void _ra_lock(ra_lock_t *l);
-bool _ra_trylock(ra_lock_t *l);
-void _ra_unlock(ra_lock_t *l);
-#else
-typedef pthread_mutex_t ra_lock_t;
-#define RA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void _ra_lock_init(ra_lock_t *l) { pthread_mutex_init(l, NULL); }
-static inline void _ra_lock(ra_lock_t *l) { pthread_mutex_lock(l); }
-static inline bool _ra_trylock(ra_lock_t *l) { return pthread_mutex_trylock(l) == 0; }
-static inline void _ra_unlock(ra_lock_t *l) { pthread_mutex_unlock(l); }
-#endif
+/* The allocator's own mutexes (ra_lock_t) and the rest of what the OS provides: prim.h. */
 
 /* ---- Arenas -------------------------------------------------------------------------------------- */
 
@@ -442,12 +418,7 @@ const char *_ra_option_str(ra_option_t opt); /* string options: the text, or NUL
 void _ra_options_print(void);
 
 /* report.c: output without allocating. The format checks are GNU printf's (report.c has its own
- * formatter): on mingw-w64 plain "printf" would mean msvcrt's, which lacks %zu. */
-#if defined(__MINGW32__)
-#define RA_PRINTF_FORMAT gnu_printf
-#else
-#define RA_PRINTF_FORMAT printf
-#endif
+ * formatter; RA_PRINTF_FORMAT, prim.h, names them for the compiler). */
 size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 3, 4)));
 void _ra_write(int fd, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 2, 3)));
 void _ra_verbose(const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 1, 2)));
@@ -564,35 +535,6 @@ void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
 bool _ra_page_is_valid(const ra_page_t *page, bool walk);
 bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning);
 
-/* thread_posix.c / thread_windows.c: the calling thread's heap, and a callback at thread exit.
- * POSIX keeps the heap pointer in one initial-exec TLS slot (RA_TLS_MODEL may say otherwise for a
- * library meant to be dlopen'ed); Windows keeps it in a TLS index and learns of thread exit through
- * a fiber-local-storage callback. */
-#ifndef RA_TLS_MODEL
-#define RA_TLS_MODEL "initial-exec"
-#endif
-#if defined(_WIN32)
-ra_heap_t *_ra_heap_current(void);
-void _ra_heap_set_current(ra_heap_t *heap);
-#else
-extern __thread ra_heap_t *_ra_tls_heap __attribute__((tls_model(RA_TLS_MODEL)));
-static inline ra_heap_t *_ra_heap_current(void) { return _ra_tls_heap; }
-static inline void _ra_heap_set_current(ra_heap_t *heap) { _ra_tls_heap = heap; }
-#endif
-/* Once, at initialisation: `done(heap)` will run when a thread that called
- * _ra_thread_register(heap) exits. Returns 0 or an error code. */
-int _ra_thread_init(void (*done)(void *heap));
-void _ra_thread_register(ra_heap_t *heap);
-/* Around fork(), where the OS has it: prepare before, then parent or child. */
-void _ra_thread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
-/* A thread of the allocator's own (the purger): detached, signals blocked. 0 or an error code. It
- * allocates, so call it only where re-entering malloc is safe. */
-int _ra_thread_start(void *(*fn)(void *), void *arg);
-/* Sleep while *word == expected, until woken or timeout_ms pass (0: no limit); may return early.
- * _ra_thread_wake wakes one sleeper; change the word first. */
-void _ra_thread_wait(_Atomic(uint32_t) *word, uint32_t expected, uint64_t timeout_ms);
-void _ra_thread_wake(_Atomic(uint32_t) *word);
-
 /* heap.c: thread heaps, process initialisation, thread exit */
 extern ra_heap_t _ra_heap_empty;
 extern bool _ra_commit_whole_chunks; /* set once at initialisation */
@@ -608,6 +550,7 @@ void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
  * also walks every free list, wants no delayed free in flight and every empty page retired. */
 typedef enum ra_heap_check_e { RA_HEAP_LIVE, RA_HEAP_AT_REST, RA_HEAP_ABANDONING } ra_heap_check_t;
 bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how);
+bool _ra_validate_heap(void); /* the calling thread's heap, at rest */
 
 /* purge.c: giving free memory back after a delay, and the background purger */
 void _ra_purge_maybe(ra_heap_t *heap);
@@ -627,19 +570,18 @@ static inline void _ra_purge_start_wanted(void) {
 void _ra_purge_stop(void);
 void _ra_purge_fork_child(void);
 
-/* stats.c */
-bool _ra_validate_heap(void);
-
-/* inspect.c: the walk of the metadata behind ra_stats_get, ra_visit and ra_dump_layout, and what the
- * options do at exit (the dump file name: %p, and .n for the n-th signal dump) */
-int _ra_inspect_dump_fd(int fd, const char *reason);       /* 0 or the errno of a failed write */
+/* inspect.c: the layout dump (JSON) and what the options do at exit (the dump file name: %p, and
+ * .n for the n-th signal dump) */
 void _ra_inspect_dump_configured(unsigned serial, const char *reason);
 void _ra_inspect_at_exit(int stats_fd); /* RAMALLOC_SHOW_STATS to stats_fd, RAMALLOC_DUMP_LAYOUT */
 
-/* inspect_posix.c / inspect_windows.c: dump files written whole, the command line, the exit hook
- * (a destructor on POSIX) and the RAMALLOC_DUMP_SIGNAL dumper thread (POSIX), set up at load time */
-int _ra_inspect_dump_file(const char *path, const char *reason); /* 0 or an errno value */
-size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unknown */
+/* inspect_posix.c / inspect_windows.c: the exit hook (a destructor on POSIX) and the
+ * RAMALLOC_DUMP_SIGNAL dumper thread (POSIX), set up at load time */
+/* Defined beside a constructor that nothing calls (inspect_posix.c / inspect_windows.c, and
+ * timeline_posix.c): heap.c refers to them, so that a static link that takes the allocator from an
+ * archive takes those objects too. */
+extern const char _ra_inspect_linked;
+extern const char _ra_timeline_linked; /* with RA_HAS_PROFILER */
 
 /* prof_posix.c: the sampling heap profiler (docs/profiling.md). POSIX only; on Windows the hooks
  * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists, and
@@ -648,7 +590,7 @@ size_t _ra_inspect_command(char *buf, size_t cap);               /* 0 when unkno
  * sampled block's page carries RA_PAGE_SAMPLED, which sends its frees to _ra_free_generic, where
  * the sample is dropped. */
 #define RA_PROF_DEFAULT_RATE ((size_t)512 << 10)
-#if defined(_WIN32)
+#if !RA_HAS_PROFILER
 #define _ra_prof_route false
 static inline void _ra_prof_note(void *p, size_t size) { (void)p; (void)size; }
 static inline void _ra_prof_free(void *block) { (void)block; }
@@ -736,21 +678,6 @@ static inline size_t _ra_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a
 static inline uint32_t _ra_ms32(uint64_t ms) { return (uint32_t)ms | 1; }
 static inline uint64_t _ra_ms_from32(uint64_t now, uint32_t t) { return now - (uint32_t)((uint32_t)now - t); }
 
-#if defined(_WIN32)
-/* thread_windows.c: GetTickCount64 (a read of the shared user page; winpthreads' clock_gettime goes
- * through QueryPerformanceCounter, ~190 ns a call under wine 8). Resolution 10-16 ms. */
-uint64_t _ra_now_ms(void);
-#else
-static inline uint64_t _ra_now_ms(void);
-static inline uint64_t _ra_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-#endif
-
-#if !defined(_WIN32)
-#pragma GCC visibility pop
-#endif
+RA_HIDDEN_END
 
 #endif /* RAMALLOC_INTERNAL_H */

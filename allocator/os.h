@@ -72,4 +72,15 @@ int _ra_os_release(void *addr, size_t size);
  * AT_RANDOM bytes or /dev/urandom; Windows: see os_windows.c). */
 uint64_t _ra_os_random(void);
 
+/* Files written whole (the inspection dumps): _ra_os_file_create creates (or truncates) the file
+ * `tmp` for writing and returns its descriptor, or -1 with *err set. _ra_os_file_end closes it and,
+ * when err is 0, moves it onto path (replacing an older file); otherwise, or when that fails,
+ * removes it. It returns err, or the errno value of what failed. */
+int _ra_os_file_create(const char *tmp, int *err);
+int _ra_os_file_end(int fd, const char *tmp, const char *path, int err);
+
+/* The process's command line, arguments joined by spaces, into buf[cap] without allocating;
+ * 0 when unknown. */
+size_t _ra_os_command_line(char *buf, size_t cap);
+
 #endif /* RAMALLOC_OS_H */

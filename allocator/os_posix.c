@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -140,4 +141,33 @@ uint64_t _ra_os_random(void) {
   v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ULL;
   v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
   return v ^ (v >> 31);
+}
+
+/* ---- Files written whole, the command line -------------------------------------------------------- */
+
+int _ra_os_file_create(const char *tmp, int *err) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) *err = errno;
+  return fd;
+}
+
+int _ra_os_file_end(int fd, const char *tmp, const char *path, int err) {
+  if (close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && rename(tmp, path) != 0) err = errno;
+  if (err != 0) unlink(tmp);
+  return err;
+}
+
+/* From /proc/self/cmdline (read(2): nothing allocated); 0 where /proc is missing. */
+size_t _ra_os_command_line(char *buf, size_t cap) {
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  for (ssize_t i = 0; i < n; i++)
+    if (buf[i] == '\0') buf[i] = ' ';
+  while (n > 0 && buf[n - 1] == ' ') n--;
+  buf[n] = '\0';
+  return (size_t)n;
 }

@@ -14,7 +14,12 @@
 #endif
 #include "os.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <io.h>
 #include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <windows.h>
 
@@ -220,4 +225,30 @@ uint64_t _ra_os_random(void) {
   v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ULL;
   v = (v ^ (v >> 27)) * 0x94d049bb133111ebULL;
   return v ^ (v >> 31);
+}
+
+/* ---- Files written whole, the command line -------------------------------------------------------- */
+
+int _ra_os_file_create(const char *tmp, int *err) {
+  int fd = _open(tmp, _O_WRONLY | _O_CREAT | _O_TRUNC | _O_BINARY, _S_IREAD | _S_IWRITE);
+  if (fd < 0) *err = errno;
+  return fd;
+}
+
+int _ra_os_file_end(int fd, const char *tmp, const char *path, int err) {
+  if (_close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && !MoveFileExA(tmp, path, MOVEFILE_REPLACE_EXISTING)) err = EACCES;
+  if (err != 0) _unlink(tmp);
+  return err;
+}
+
+/* The process's own copy from GetCommandLineA: nothing allocated. */
+size_t _ra_os_command_line(char *buf, size_t cap) {
+  const char *cmd = GetCommandLineA();
+  if (cmd == NULL) return 0;
+  size_t n = strlen(cmd);
+  if (n > cap - 1) n = cap - 1;
+  memcpy(buf, cmd, n);
+  buf[n] = '\0';
+  return n;
 }

@@ -10,7 +10,6 @@
  *   k * block_size          block k            (k < capacity: carved; < reserved: fits)
  *   reserved * block_size   unused tail (less than one block) */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -161,7 +160,7 @@ void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never) 
   for (;;) {
     uintptr_t d = tf & 3;
     if (d == RA_DELAY_FREEING) {
-      sched_yield();
+      _ra_yield();
       tf = atomic_load_explicit(&page->xfree, memory_order_acquire);
       continue;
     }

@@ -1,11 +1,94 @@
-/* Statistics as text, and the invariant validator. The figures come from ra_stats_get (inspect.c:
- * OS counters, plus a walk of the metadata); printing goes through a line buffer to a file
- * descriptor or an output callback, and never allocates. */
+/* Statistics: ra_stats_get (the OS counters, plus a snapshot walk of the metadata: snapshot.h) and
+ * the same figures as text. Printing goes through a line buffer to a file descriptor or an output
+ * callback, and never allocates. The layout dump (inspect.c) adds up the same figures in its own
+ * walk through the _ra_stats_* steps. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "snapshot.h"
+
+/* ---- Statistics from the walk ---------------------------------------------------------------------- */
+
+void _ra_stats_add_chunk(ra_stats_t *st, const ra_chunk_info_t *ci) {
+  st->meta_bytes += RA_CHUNK_HEADER_SIZE;
+  st->meta_committed += RA_SLICE_SIZE;
+  if (ci->kind == RA_CHUNK_HUGE) {
+    st->live_blocks++;
+    st->huge_blocks++;
+    st->live_bytes += ci->huge_size;
+    st->rounding_max += _ra_os_info()->page_size;
+    return;
+  }
+  if (ci->abandoned) st->chunks_abandoned++;
+  for (size_t i = 0; i < ci->npages; i++) {
+    const ra_page_info_t *pi = &ci->pages[i];
+    if (pi->class_idx >= RA_CLASS_COUNT || pi->reserved == 0) continue;
+    ra_class_stats_t *cs = &st->classes[pi->class_idx];
+    cs->pages++;
+    cs->blocks_used += pi->live;
+    cs->blocks_free += pi->reserved - pi->live;
+    cs->tail_bytes += _ra_snapshot_page_tail(pi);
+    cs->rounding_max += (size_t)pi->live * _ra_snapshot_class_slack(pi->class_idx);
+    st->pages++;
+    st->live_blocks += pi->live;
+    st->live_bytes += (size_t)pi->live * pi->block_size;
+  }
+}
+
+void _ra_stats_add_arena(ra_stats_t *st, ra_arena_t *a) {
+  _ra_lock(&a->lock);
+  st->chunks_in_use += a->chunks_in_use;
+  st->meta_bytes += a->meta_start + a->meta_used;
+  st->meta_committed += a->meta_committed;
+  _ra_unlock(&a->lock);
+}
+
+static void stats_count_heap(ra_heap_t *h, void *arg) {
+  (void)h;
+  ((ra_stats_t *)arg)->heaps++;
+}
+
+void _ra_stats_begin(ra_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  st->reserved = atomic_load_explicit(&_ra_counters.reserved, memory_order_relaxed);
+  st->committed = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
+  st->committed_peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
+  st->purged = atomic_load_explicit(&_ra_counters.purged, memory_order_relaxed);
+  st->reserve_calls = atomic_load_explicit(&_ra_counters.reserve_calls, memory_order_relaxed);
+  st->commit_calls = atomic_load_explicit(&_ra_counters.commit_calls, memory_order_relaxed);
+  st->decommit_calls = atomic_load_explicit(&_ra_counters.decommit_calls, memory_order_relaxed);
+  st->reset_calls = atomic_load_explicit(&_ra_counters.reset_calls, memory_order_relaxed);
+  st->protect_calls = atomic_load_explicit(&_ra_counters.protect_calls, memory_order_relaxed);
+  st->release_calls = atomic_load_explicit(&_ra_counters.release_calls, memory_order_relaxed);
+  st->class_count = RA_CLASS_COUNT;
+  for (size_t i = 0; i < RA_CLASS_COUNT; i++) st->classes[i].block_size = _ra_class_size[i];
+  st->arenas = _ra_arena_count();
+  _ra_heap_foreach(stats_count_heap, st);
+}
+
+void _ra_stats_end(ra_stats_t *st) {
+  for (size_t i = 0; i < RA_CLASS_COUNT; i++) {
+    st->tail_bytes += st->classes[i].tail_bytes;
+    st->rounding_max += st->classes[i].rounding_max;
+  }
+}
+
+void ra_stats_get(ra_stats_t *st) {
+  ra_snapshot_t w;
+  _ra_stats_begin(st);
+  _ra_snapshot_begin(&w);
+  for (size_t k = 0; k < st->arenas; k++) {
+    ra_arena_t *a = _ra_arena_at(k);
+    ra_chunk_info_t ci;
+    _ra_stats_add_arena(st, a);
+    for (size_t s = 1; _ra_snapshot_chunk_next(&w, a, &s, &ci);) _ra_stats_add_chunk(st, &ci);
+  }
+  _ra_stats_end(st);
+}
+
+
+/* ---- As text ---------------------------------------------------------------------------------------- */
 
 typedef struct printer_s {
   ra_output_fun *out;
@@ -74,11 +157,3 @@ static void print_to_fd(const char *text, size_t len, void *arg) {
 }
 
 void ra_stats_print(int fd) { ra_stats_print_out(print_to_fd, &fd); }
-
-/* ---- Validation ------------------------------------------------------------------------------------ */
-
-/* Check every invariant of the calling thread's heap: its chunks, their spans and pages (free lists
- * walked), and the page queues (_ra_heap_is_valid, heap.c, and the checks it calls). Returns true
- * when all hold; otherwise reports the first broken one on stderr. Call it when no other thread
- * frees into this heap's pages. */
-bool _ra_validate_heap(void) { return _ra_heap_is_valid(_ra_heap_current(), RA_HEAP_AT_REST); }

@@ -1,6 +1,6 @@
 /* Thread layer on Windows: the heap pointer in a TLS index (TlsAlloc), thread exit through a
- * fiber-local-storage callback (FlsAlloc), no fork; also the allocator's locks (SRW locks) and its
- * millisecond clock (GetTickCount64), which internal.h declares for Windows.
+ * fiber-local-storage callback (FlsAlloc), no fork; also the allocator's locks (SRW locks),
+ * yielding, and its clocks (GetTickCount64), which prim_windows.h declares.
  *
  * Why not __thread: mingw-w64's __thread/_Thread_local is emulated (emutls), and its first touch on
  * every thread calls malloc, which here would be ramalloc itself.
@@ -168,7 +168,7 @@ void _ra_thread_wake(_Atomic(uint32_t) *word) {
   WakeAllConditionVariable(&wait_cv);
 }
 
-/* The allocator's locks (internal.h explains why not pthread mutexes here). An SRW lock is one
+/* The allocator's locks (prim_windows.h explains why not pthread mutexes here). An SRW lock is one
  * pointer, zero when free; it needs no initialisation call and never allocates. */
 _Static_assert(sizeof(ra_lock_t) == sizeof(SRWLOCK), "ra_lock_t holds an SRWLOCK");
 
@@ -177,5 +177,17 @@ void _ra_lock(ra_lock_t *l) { AcquireSRWLockExclusive((PSRWLOCK)l); }
 bool _ra_trylock(ra_lock_t *l) { return TryAcquireSRWLockExclusive((PSRWLOCK)l) != 0; }
 void _ra_unlock(ra_lock_t *l) { ReleaseSRWLockExclusive((PSRWLOCK)l); }
 
-/* Milliseconds for the purge delays (internal.h). */
+void _ra_yield(void) { SwitchToThread(); }
+
+/* Milliseconds for the purge delays (prim_windows.h). */
 uint64_t _ra_now_ms(void) { return GetTickCount64(); }
+
+/* Milliseconds since 1970 (the dumps' time stamp): FILETIME counts 100 ns steps since 1601. */
+uint64_t _ra_wall_ms(void) {
+  FILETIME ft;
+  GetSystemTimeAsFileTime(&ft);
+  uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+  return (t - 116444736000000000ULL) / 10000u;
+}
+
+int _ra_process_id(void) { return (int)GetCurrentProcessId(); }

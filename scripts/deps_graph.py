@@ -24,6 +24,9 @@ Python 3 standard library only. Heuristics, good enough for this code base, not 
     decide which files belong to the platform analysed; files in neither list are in both builds.
   - Include graph: `#include "x"` lines between files of allocator/ (system headers left out).
 Cycles are the strongly connected components with more than one file (Tarjan's algorithm).
+Also listed: preprocessor tests of the OS (_WIN32, __linux__, __APPLE__, __MINGW32__, _MSC_VER,
+__unix__, __FreeBSD__) outside the platform layer (prim*.h, os.h and the files built for one OS only,
+*_posix.c and *_windows.c), which the layer's contract keeps at none.
 """
 import argparse
 import math
@@ -364,6 +367,36 @@ def write_svg(path, cfiles, calls):
         fh.write('\n'.join(lines) + '\n')
 
 
+OS_TEST = re.compile(r'^\s*#\s*(if|ifdef|ifndef|elif)\b.*\b(_WIN32|_WIN64|__linux__|__APPLE__|__MINGW32__|_MSC_VER|__unix__|__FreeBSD__)\b')
+
+
+def platform_tests(root):
+    """(file, line number, text) of each test of the OS outside the platform layer."""
+    found = []
+    adir = os.path.join(root, 'allocator')
+    for name in sorted(os.listdir(adir)):
+        if not name.endswith(('.c', '.h')) or name.startswith('prim') or name == 'os.h':
+            continue
+        if name.endswith(('_posix.c', '_windows.c')):
+            continue
+        with open(os.path.join(adir, name), encoding='utf-8') as fh:
+            for k, line in enumerate(fh, 1):
+                if OS_TEST.match(line):
+                    found.append((name, k, line.strip()))
+    return found
+
+
+def report_platform(root, md, out):
+    found = platform_tests(root)
+    head = 'Tests of the OS outside the platform layer'
+    if not found:
+        out.write(f'\n{head}: none.\n' if md else 'tests of the OS outside the platform layer: none\n')
+        return
+    out.write(f'\n{head}:\n\n' if md else 'tests of the OS outside the platform layer:\n')
+    for name, k, text in found:
+        out.write(f'- {name}:{k}: `{text}`\n' if md else f'  {name}:{k}: {text}\n')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--root', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'),
@@ -374,6 +407,7 @@ def main():
     args = ap.parse_args()
     files, cfiles, includes, calls = analyse(args.root, args.platform)
     (report_md if args.format == 'md' else report_text)(files, cfiles, includes, calls, sys.stdout)
+    report_platform(args.root, args.format == 'md', sys.stdout)
     if args.svg:
         write_svg(args.svg, cfiles, calls)
     return 0
