@@ -15,6 +15,7 @@
 #ifndef RAMALLOC_INTERNAL_H
 #define RAMALLOC_INTERNAL_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -417,10 +418,13 @@ long long _ra_option(ra_option_t opt);
 const char *_ra_option_str(ra_option_t opt); /* string options: the text, or NULL when unset */
 void _ra_options_print(void);
 
-/* report.c: output without allocating. The format checks are GNU printf's (report.c has its own
- * formatter; RA_PRINTF_FORMAT, prim.h, names them for the compiler). */
+/* fmt.c: formatting and writing without allocating. The format checks are GNU printf's (fmt.c has
+ * its own formatter; RA_PRINTF_FORMAT, prim.h, names them for the compiler). */
 size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 3, 4)));
 void _ra_write(int fd, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 2, 3)));
+void _ra_write_va(int fd, const char *fmt, va_list ap) __attribute__((format(RA_PRINTF_FORMAT, 2, 0)));
+
+/* report.c: the verbose channel and the error reporter. */
 void _ra_verbose(const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 1, 2)));
 /* Misuse of free or realloc, reported as "ramalloc: <what> 0x..." (docs/robustness.md has the
  * exact lines). These return only when RAMALLOC_ON_ERROR=warn; the caller then refuses the call. */
