@@ -82,7 +82,8 @@ _Static_assert(RA_LARGE_MAX <= (RA_SLICES - 1) * RA_SLICE_SIZE, "a large block f
 _Static_assert(RA_ARENA_MIN % RA_CHUNK_SIZE == 0, "arenas hold whole chunks");
 _Static_assert(RA_CLASS_COUNT <= RA_STATS_CLASSES, "the public stats hold every class");
 _Static_assert(RA_DIRECT_MAX % RA_ALIGN == 0, "direct sizes are whole alignment units");
-_Static_assert(RA_ADDR_BITS <= 48 && RA_ALIGN >= 4, "a block address fits bits 2-47 of page->xfree");
+_Static_assert(sizeof(uintptr_t) == 8 && RA_ADDR_BITS <= 48 && RA_ALIGN >= 4,
+               "a block address fits bits 2-47 of page->xfree, a 64-bit word");
 _Static_assert(RA_SLICE_SIZE / RA_ALIGN < 65536 && RA_MEDIUM_SLICES * RA_SLICE_SIZE / RA_SMALL_MAX < 65536,
                "the blocks of any page can be counted in the top 16 bits of page->xfree");
 
