@@ -5,16 +5,19 @@
 
 #include "internal.h"
 
-/* A free list whose next link leaves the chunk was written over: report it, and drop the rest of
- * the list; `b` itself is sound. The dropped blocks count as used from now on (leaked, never handed
- * out twice), which keeps used == capacity - |free|. A tail call from the fast path, so that path
- * saves no registers. */
+/* A free list whose next link, the word at `b`, leaves the chunk: report it (abort, unless
+ * RAMALLOC_ON_ERROR=warn). Then neither b nor the rest of the list is handed out: a link written
+ * over means the program still writes into b (a use after free), or holds b already (a block freed
+ * twice by another thread makes the remote list loop back to a block handed out since). They count
+ * as used from now on (leaked, never handed out twice), which keeps used == capacity - |free|, and
+ * the block comes from the generic path. A tail call from the fast path, so that path saves no
+ * registers. */
 static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
   _ra_corrupt_list(b);
   page->free = NULL;
   page->used = page->capacity;
-  _ra_block_clear(b);
-  return b;
+  page->free_is_zero = 0;
+  return _ra_malloc_generic(_ra_heap_current(), page->block_size, false);
 }
 
 /* Take the first free block. Its link word is cleared: the program never sees an encoded pointer,

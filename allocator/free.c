@@ -92,7 +92,7 @@ static bool block_is_free(ra_heap_t *heap, ra_page_t *page, const ra_block_t *bl
     b = next;
   }
   limit = page->capacity;
-  for (ra_block_t *b = (ra_block_t *)(atomic_load_explicit(&page->xfree, memory_order_acquire) & ~(uintptr_t)3);
+  for (ra_block_t *b = _ra_xfree_list(atomic_load_explicit(&page->xfree, memory_order_acquire));
        b != NULL && limit-- > 0;) {
     if (b == block) return true;
     ra_block_t *next = _ra_block_next(b);
@@ -147,23 +147,23 @@ void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
   if (page->used == 0) _ra_page_retire(heap, page);
 }
 
-/* Another thread's block: push it on the page's atomic list, or, when the page is full, on the
- * owner heap's delayed list so the owner notices the page has room again. */
-static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
-  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
+/* A remote free into a page in the full queue (RA_DELAY_USE when last looked): the block goes on
+ * the owner heap's delayed list, so the owner notices the page has room again. The state may have
+ * changed since; then the block goes on xfree after all. */
+static RA_NOINLINE void free_delayed(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block, uintptr_t tf) {
   uintptr_t nt;
   bool delayed;
   do {
-    delayed = (tf & 3) == RA_DELAY_USE;
+    delayed = (tf & RA_XFREE_STATE) == RA_DELAY_USE;
     if (delayed) {
-      nt = (tf & ~(uintptr_t)3) | RA_DELAY_FREEING;
+      nt = (tf & ~RA_XFREE_STATE) | RA_DELAY_FREEING;
     } else {
-      _ra_block_set_next(block, (ra_block_t *)(tf & ~(uintptr_t)3));
-      nt = (uintptr_t)block | (tf & 3);
+      _ra_block_set_next(block, _ra_xfree_list(tf));
+      nt = ((tf & ~RA_XFREE_LIST) + RA_XFREE_ONE) | (uintptr_t)block;
     }
   } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, nt, memory_order_release,
                                                   memory_order_relaxed));
-  if ((tf & 3) == RA_DELAY_NEVER) _ra_purge_notify(); /* an abandoned page: a sweep collects it */
+  if ((tf & RA_XFREE_STATE) == RA_DELAY_NEVER) _ra_purge_notify(); /* an abandoned page: a sweep collects it */
   if (!delayed) return;
   /* While the state is FREEING the owner cannot abandon the page, so the heap stays valid. */
   ra_heap_t *heap = atomic_load_explicit(&chunk->heap, memory_order_acquire);
@@ -173,9 +173,26 @@ static void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
   } while (!atomic_compare_exchange_weak_explicit(&heap->delayed_free, &head, block, memory_order_release,
                                                   memory_order_relaxed));
   tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, (tf & ~(uintptr_t)3) | RA_DELAY_NONE,
+  while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, (tf & ~RA_XFREE_STATE) | RA_DELAY_NONE,
                                                 memory_order_release, memory_order_relaxed)) {
   }
+}
+
+/* Another thread's block: push it on the page's atomic list, counted (RA_XFREE_*), or, when the
+ * page is full, on the owner heap's delayed list (free_delayed). */
+static inline void free_remote(ra_chunk_t *chunk, ra_page_t *page, ra_block_t *block) {
+  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
+  uintptr_t nt;
+  do {
+    if (RA_UNLIKELY((tf & RA_XFREE_STATE) == RA_DELAY_USE)) {
+      free_delayed(chunk, page, block, tf);
+      return;
+    }
+    _ra_block_set_next(block, _ra_xfree_list(tf));
+    nt = ((tf & ~RA_XFREE_LIST) + RA_XFREE_ONE) | (uintptr_t)block;
+  } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, nt, memory_order_release,
+                                                  memory_order_relaxed));
+  if (RA_UNLIKELY((tf & RA_XFREE_STATE) == RA_DELAY_NEVER)) _ra_purge_notify(); /* an abandoned page: a sweep collects it */
 }
 
 #if RA_ANNOTATE
@@ -217,8 +234,7 @@ static inline bool free_remote_fast(void *p) {
 
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
  * frees from other threads, blocks that look free already, and pointers that are not blocks. */
-RA_NOINLINE void _ra_free_generic(void *p) {
-  if (free_remote_fast(p)) return;
+static RA_NOINLINE void free_generic(void *p) {
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;
@@ -242,6 +258,12 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   if (atomic_load_explicit(&chunk->heap, memory_order_acquire) == heap) _ra_free_local(heap, page, block);
   else free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */
   _ra_purge_start_wanted(); /* a safe point */
+}
+
+/* The common remote free first, in a function that needs no stack frame; the rest after. */
+RA_NOINLINE void _ra_free_generic(void *p) {
+  if (free_remote_fast(p)) return;
+  free_generic(p);
 }
 
 /* The fast path emptied a page: retire it, then (a safe point) start the purger if asked. */

@@ -78,6 +78,10 @@ _Static_assert(RA_LARGE_MAX <= (RA_SLICES - 1) * RA_SLICE_SIZE, "a large block f
 _Static_assert(RA_ARENA_MIN % RA_CHUNK_SIZE == 0, "arenas hold whole chunks");
 _Static_assert(RA_CLASS_COUNT <= RA_STATS_CLASSES, "the public stats hold every class");
 _Static_assert(RA_DIRECT_MAX % RA_ALIGN == 0, "direct sizes are whole alignment units");
+_Static_assert(sizeof(uintptr_t) == 8 && RA_ADDR_BITS <= 48 && RA_ALIGN >= 4,
+               "a block address fits bits 2-47 of page->xfree, a 64-bit word");
+_Static_assert(RA_SLICE_SIZE / RA_ALIGN < 65536 && RA_MEDIUM_SLICES * RA_SLICE_SIZE / RA_SMALL_MAX < 65536,
+               "the blocks of any page can be counted in the top 16 bits of page->xfree");
 
 /* ---- Assertions (one level, tiered) -------------------------------------------------------------- */
 
@@ -157,6 +161,19 @@ typedef enum ra_delay_e {
   RA_DELAY_NEVER = 3,    /* abandoned: never notify a heap */
 } ra_delay_t;
 
+/* page->xfree packs three fields into one word, so that one CAS pushes a block and one exchange
+ * takes the list with its length (the owner splices it in without walking it):
+ *   bits 0-1    ra_delay_t
+ *   bits 2-47   the list's first block (blocks are RA_ALIGN aligned, addresses below 2^RA_ADDR_BITS)
+ *   bits 48-63  how many blocks the list holds (a page holds fewer than 2^16; the owner checks
+ *               the count against `used` when it takes the list) */
+#define RA_XFREE_STATE ((uintptr_t)3)
+#define RA_XFREE_COUNT_SHIFT 48
+#define RA_XFREE_ONE ((uintptr_t)1 << RA_XFREE_COUNT_SHIFT)
+#define RA_XFREE_LIST ((RA_XFREE_ONE - 1) & ~RA_XFREE_STATE)
+static inline ra_block_t *_ra_xfree_list(uintptr_t xf) { return (ra_block_t *)(xf & RA_XFREE_LIST); }
+static inline size_t _ra_xfree_count(uintptr_t xf) { return (size_t)(xf >> RA_XFREE_COUNT_SHIFT); }
+
 typedef struct ra_heap_s ra_heap_t;
 typedef struct ra_chunk_s ra_chunk_t;
 typedef struct ra_arena_s ra_arena_t;
@@ -172,7 +189,7 @@ typedef struct ra_page_s {
   ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
   uint32_t used;               /* blocks handed out, see invariant */
   uint32_t block_size;         /* bytes per block (huge: 0) */
-  _Atomic(uintptr_t) xfree;    /* blocks freed by other threads | ra_delay_t in the low bits */
+  _Atomic(uintptr_t) xfree;    /* blocks freed by other threads: count, list and ra_delay_t (RA_XFREE_*) */
   uint32_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
   uint32_t reserved;           /* blocks that fit in the span */
   _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */

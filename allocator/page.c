@@ -123,32 +123,56 @@ int _ra_page_extend(ra_page_t *page) {
 
 /* ---- Collecting ----------------------------------------------------------------------------------- */
 
-/* Take the blocks other threads freed into the page: they join `free` and leave `used`. */
-size_t _ra_page_collect_xfree(ra_page_t *page) {
-  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
-  do {
-    if ((tf & ~(uintptr_t)3) == 0) return 0;
-  } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, tf & 3, memory_order_acquire,
-                                                  memory_order_relaxed));
-  ra_block_t *head = (ra_block_t *)(tf & ~(uintptr_t)3), *tail = head;
+/* Splice a remote list of `count` blocks (as the word says) in front of `free`, walking it for its
+ * tail. A list that is not what the count says (a block freed twice by other threads, a link
+ * written over) is reported: the walk stops at a link out of the chunk and at more blocks than
+ * are in use or counted, and cuts the list there. Returns how many blocks it kept. */
+static RA_NOINLINE size_t collect_walk(ra_page_t *page, ra_block_t *head, size_t count) {
+  size_t limit = count != 0 && count < page->used ? count : page->used;
+  ra_block_t *tail = head;
   size_t n = 1;
+  bool cut = false;
   for (ra_block_t *next; (next = _ra_block_next(tail)) != NULL; tail = next, n++) {
-    /* More blocks than are in use, or a link out of the chunk: the list was written over (or a
-     * block was freed twice from other threads). Keep what was sound. */
-    if (!_ra_next_is_sane(tail, next) || n >= page->used) {
-      _ra_corrupt_list(tail);
+    if (!_ra_next_is_sane(tail, next) || n >= limit) {
+      cut = true;
       break;
     }
   }
+  if (cut || n != count) _ra_corrupt_list(tail);
   _ra_block_set_next(tail, page->free);
+  if (cut) {
+    /* A cycle was walked round more than once: what is kept is the run up to the first visit of
+     * the tail, whose blocks are distinct. */
+    n = 1;
+    for (ra_block_t *b = head; b != tail; b = _ra_block_next(b)) n++;
+  }
   page->free = head;
+  return n;
+}
+
+/* Take the blocks other threads freed into the page: they join `free` and leave `used`. The word
+ * holds the list's length, so when the page's own list is empty (as on the allocation path) the
+ * list becomes `free` as it is, without a walk over its blocks: their links are checked as they
+ * are handed out (page_pop, alloc.c), as those of `free` always are. Only the first link is read
+ * here (the first block is the next handed out): a block freed twice in a row by other threads
+ * links to itself, which the walk reports. Owner only. */
+size_t _ra_page_collect_xfree(ra_page_t *page) {
+  uintptr_t tf = atomic_load_explicit(&page->xfree, memory_order_relaxed);
+  do {
+    if (_ra_xfree_list(tf) == NULL) return 0;
+  } while (!atomic_compare_exchange_weak_explicit(&page->xfree, &tf, tf & RA_XFREE_STATE, memory_order_acquire,
+                                                  memory_order_relaxed));
+  ra_block_t *head = _ra_xfree_list(tf);
+  size_t n = _ra_xfree_count(tf);
+  if (RA_LIKELY(page->free == NULL && n != 0 && n <= page->used && _ra_block_next(head) != head)) page->free = head;
+  else n = collect_walk(page, head, n);
   page->free_is_zero = 0;
   page->used -= (uint32_t)n;
   return n;
 }
 
 void _ra_page_collect(ra_page_t *page) {
-  if (atomic_load_explicit(&page->xfree, memory_order_relaxed) & ~(uintptr_t)3) _ra_page_collect_xfree(page);
+  if (_ra_xfree_list(atomic_load_explicit(&page->xfree, memory_order_relaxed)) != NULL) _ra_page_collect_xfree(page);
 }
 
 /* ---- Cross-thread free state ---------------------------------------------------------------------- */
@@ -272,6 +296,7 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
   ra_page_t *page = q->first, *next;
   for (; page != NULL; page = next) {
     next = page->next;
+    if (page->free != NULL) break;
     _ra_page_collect(page);
     if (page->free != NULL) break;
     if (page->capacity < page->reserved) {

@@ -205,7 +205,7 @@ static void page_read(const ra_snapshot_t *w, const held_t *h, ra_chunk_t *c, si
     for (size_t k = pi->capacity; k < pi->reserved && k < RA_SNAPSHOT_BLOCKS; k++) bits[k >> 6] |= 1ULL << (k & 63);
     list_scan(h, pg->free, pi, bits);
   }
-  pi->remote = list_scan(h, (const void *)(xf & ~(uintptr_t)3), pi, bits);
+  pi->remote = list_scan(h, _ra_xfree_list(xf), pi, bits);
   pi->delayed = page_delayed(w, h, owner, pi, bits);
   if (bits != NULL) {
     size_t free_n = 0;

@@ -719,6 +719,85 @@ static void sc_corrupt_remote_list(void) {
   for (int j = 0; j < N - 1; j++) A_FREE(live[j]);
   expect_valid("after a corrupted remote list");
 }
+
+/* A block freed twice by another thread: both frees wait on the page's remote list, which now
+ * runs through the block twice. The owner reports the list when it meets the block the second
+ * time, and hands the block out once. */
+static void *remote_free_twice(void *p) {
+  A_FREE(p);
+  A_FREE(launder(p));
+  return NULL;
+}
+static void sc_corrupt_remote_double_free(void) {
+  enum { N = 8 };
+  void *live[N];
+  for (int j = 0; j < N; j++) {
+    live[j] = A_MALLOC(SZ_CORRUPT);
+    CHECK(live[j], "malloc failed");
+    fill(live[j], SZ_CORRUPT, (unsigned)j);
+  }
+  void *victim = live[N - 1];
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, remote_free_twice, victim) == 0, "pthread_create failed");
+  pthread_join(t, NULL);
+  expect_near("free list corrupted (write after free or overflow) near", victim);
+  /* allocate until the remote list is collected and the victim met twice (a page of this class
+   * holds under 200 blocks) */
+  enum { M = 4096 };
+  static void *more[M];
+  for (int i = 0; i < M; i++) {
+    more[i] = A_MALLOC(SZ_CORRUPT);
+    CHECK(more[i] != NULL, "malloc failed");
+    memset(more[i], 0x55, SZ_CORRUPT);
+    for (int j = 0; j < N - 1; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
+  }
+  after_misuse("malloc");
+  for (int i = 0; i < M; i++)
+    for (int k = i + 1; k < M; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
+  for (int i = 0; i < M; i++) A_FREE(more[i]);
+  for (int j = 0; j < N - 1; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
+  for (int j = 0; j < N - 1; j++) A_FREE(live[j]);
+  expect_valid("after a block freed twice by another thread");
+}
+/* The same with another block of the page freed between the two frees: the remote list then loops
+ * through the victim and that block. The owner takes the list whole and meets the victim again only
+ * after handing it out, when its link has been cleared: that block must not be handed out again. */
+static void *remote_free_twice_apart(void *arg) {
+  void **pair = arg;
+  A_FREE(pair[0]);
+  A_FREE(pair[1]);
+  A_FREE(launder(pair[0]));
+  return NULL;
+}
+static void sc_corrupt_remote_double_free_apart(void) {
+  enum { N = 8 };
+  void *live[N];
+  for (int j = 0; j < N; j++) {
+    live[j] = A_MALLOC(SZ_CORRUPT);
+    CHECK(live[j], "malloc failed");
+    fill(live[j], SZ_CORRUPT, (unsigned)j);
+  }
+  void *pair[2] = {live[N - 1], live[N - 2]};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, remote_free_twice_apart, pair) == 0, "pthread_create failed");
+  pthread_join(t, NULL);
+  expect_near("free list corrupted (write after free or overflow) near", pair[0]);
+  enum { M = 4096 };
+  static void *more[M];
+  for (int i = 0; i < M; i++) {
+    more[i] = A_MALLOC(SZ_CORRUPT);
+    CHECK(more[i] != NULL, "malloc failed");
+    memset(more[i], 0x55, SZ_CORRUPT);
+    for (int j = 0; j < N - 2; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
+  }
+  after_misuse("malloc");
+  for (int i = 0; i < M; i++)
+    for (int k = i + 1; k < M; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
+  for (int i = 0; i < M; i++) A_FREE(more[i]);
+  for (int j = 0; j < N - 2; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
+  for (int j = 0; j < N - 2; j++) A_FREE(live[j]);
+  expect_valid("after a block freed twice by another thread, another block between");
+}
 #endif
 
 /* ---- several misuses in one process (warn mode: each reported, each refused) ------------------- */
@@ -1018,6 +1097,8 @@ static const scenario_t scenarios[] = {
     {"corrupt_write_after_free_medium", sc_corrupt_write_after_free_medium, true},
     {"corrupt_overflow", sc_corrupt_overflow, true},
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
+    {"corrupt_remote_double_free", sc_corrupt_remote_double_free, true},
+    {"corrupt_remote_double_free_apart", sc_corrupt_remote_double_free_apart, true},
     {"canary_overflow_small", sc_canary_overflow_small, true},
     {"canary_overflow_medium", sc_canary_overflow_medium, true},
     {"canary_underflow_small", sc_canary_underflow_small, true},
