@@ -71,7 +71,7 @@
 #define RA_ARENA_DEFAULT ((size_t)1 << 30)
 #define RA_MAX_ARENAS 4096
 #define RA_ADDR_BITS 47                    /* user space on x86-64 and arm64 (4-level tables) */
-#define RA_CHUNK_MAP_WORDS (((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) / 64)
+#define RA_CHUNK_MAP_SIZE ((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) /* one byte per chunk: 32 MiB of bss */
 
 _Static_assert((RA_SLICE_SIZE & (RA_SLICE_SIZE - 1)) == 0, "slice size is a power of two");
 _Static_assert(RA_CHUNK_SIZE % RA_SLICE_SIZE == 0, "a chunk holds whole slices");
@@ -485,7 +485,7 @@ bool _ra_invariant_fail(const char *what, const void *where) RA_COLD; /* reports
 
 /* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
 extern ra_counters_t _ra_counters;
-extern _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
+extern _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
@@ -504,10 +504,21 @@ ra_arena_t *_ra_arena_containing(const void *p);
 void _ra_arena_fork_prepare(void);
 void _ra_arena_fork_release(void);
 bool _ra_arena_is_valid(const ra_arena_t *a); /* arena lock held */
-/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
+/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? A byte per chunk rather
+ * than a bit: the test is one compare of a byte, with no shift or mask (free's fast path). The map
+ * is bss: only the pages of it that cover chunks in use are ever touched. */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
-  if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
-  return (atomic_load_explicit(&_ra_chunk_map[n >> 6], memory_order_acquire) >> (n & 63)) & 1;
+  if (RA_UNLIKELY(n >= RA_CHUNK_MAP_SIZE)) return false;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* One compare with the byte in memory (the compilers load it into a register and test it): x86
+   * keeps loads in order, so a plain load and a compiler barrier make the acquire. */
+  bool has;
+  __asm__("cmpb $0, %1" : "=@ccnz"(has) : "m"(_ra_chunk_map[n]));
+  atomic_signal_fence(memory_order_acquire);
+  return has;
+#else
+  return atomic_load_explicit(&_ra_chunk_map[n], memory_order_acquire) != 0;
+#endif
 }
 static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
   return _ra_chunk_map_has_n(chunk_addr >> RA_CHUNK_SHIFT);
