@@ -174,11 +174,14 @@ typedef struct ra_arena_s ra_arena_t;
  * 0 <= used <= capacity <= reserved; reserved * block_size <= slice_count * RA_SLICE_SIZE. */
 typedef struct ra_page_s {
   ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
-  uint32_t used;               /* blocks handed out, see invariant */
+  uint16_t used;               /* blocks handed out, see invariant */
+  uint8_t div_shift;           /* block_size == odd << div_shift */
+  uint8_t _pad;
   uint32_t block_size;         /* bytes per block (huge: 0) */
   _Atomic(uintptr_t) xfree;    /* blocks freed by other threads | ra_delay_t in the low bits */
-  uint32_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
-  uint32_t reserved;           /* blocks that fit in the span */
+  uint16_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
+  uint16_t reserved;           /* blocks that fit in the span */
+  uint32_t free_cap;           /* capacity while flags are 0, else 0: free's fast path bound (below) */
   _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */
   uint8_t class_idx;           /* size class, RA_CLASS_HUGE for huge */
   uint8_t slice_count;         /* slices in the span (head only) */
@@ -188,12 +191,38 @@ typedef struct ra_page_s {
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t guarded;             /* the span's last OS page is made inaccessible (RAMALLOC_GUARD_PAGES) */
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
-  uint32_t div_magic;          /* ceil(2^32 / block_size): off / block_size == (off * div_magic) >> 32
-                                  for any offset inside the head slice (free checks alignment) */
+  uint32_t div_inv;            /* (block_size >> div_shift)^-1 mod 2^32: _ra_block_index */
   uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
 } ra_page_t;
 
 _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
+_Static_assert(RA_SLICE_SIZE / RA_ALIGN <= UINT16_MAX, "block counts of a small page fit 16 bits");
+_Static_assert((RA_MEDIUM_SLICES * RA_SLICE_SIZE) / (RA_SMALL_MAX + 1) <= UINT16_MAX, "and of a medium page");
+
+/* The index of the block that starts `off` bytes into the page's head slice (off < RA_SLICE_SIZE),
+ * or, when no block starts there, a number past any capacity: the offset times the inverse of the
+ * block size's odd part is exact when that part divides it, and rotating right by div_shift then
+ * divides by the power of two, or, when the low bits are not zero, moves them to the top. (Checked
+ * for every class and offset by test_edges.) One compare with a capacity tests both "never carved"
+ * and "interior pointer". */
+static inline uint32_t _ra_block_index(const ra_page_t *page, uint32_t off) {
+  uint32_t x = off * page->div_inv;
+  unsigned k = page->div_shift;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* The count goes in cl; said so here, the compilers then keep x out of ecx (one move less). */
+  __asm__("rorl %%cl, %0" : "+r"(x) : "c"(k) : "cc");
+  return x;
+#else
+  return (x >> k) | (x << ((32 - k) & 31));
+#endif
+}
+static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
+  unsigned k = (unsigned)__builtin_ctz(block_size);
+  uint32_t odd = block_size >> k, inv = odd; /* Newton's iteration: each step doubles the bits right */
+  for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
+  page->div_shift = (uint8_t)k;
+  page->div_inv = inv;
+}
 
 /* Blocks at or past `capacity` were never carved, so never handed out: free() refuses them. Other
  * threads read it for that check; a thread holding a block of the page learnt of the block after
@@ -201,8 +230,18 @@ _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
 static inline uint32_t _ra_page_capacity(const ra_page_t *page) {
   return __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
 }
+/* free_cap: free's fast path takes a block of an owned page when its index is below free_cap, so
+ * one compare stands for "no page flag set" and "carved". Only the owner writes it: 0 when it sets
+ * a flag (_ra_page_set_flag), and capacity again when flags are back to 0 and it changes the
+ * capacity or clears a flag itself; a flag another thread clears (the profiler's RA_PAGE_SAMPLED)
+ * leaves it 0, and the owner's next free off the fast path puts it back (_ra_page_free_cap_sync).
+ * Invariant: free_cap is 0, or capacity with flags 0. */
+static inline void _ra_page_free_cap_sync(ra_page_t *page) {
+  page->free_cap = atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 ? page->capacity : 0;
+}
 static inline void _ra_page_set_capacity(ra_page_t *page, uint32_t capacity) {
-  __atomic_store_n(&page->capacity, capacity, __ATOMIC_RELAXED);
+  __atomic_store_n(&page->capacity, (uint16_t)capacity, __ATOMIC_RELAXED);
+  _ra_page_free_cap_sync(page);
 }
 
 /* ---- Chunks -------------------------------------------------------------------------------------- */
@@ -556,6 +595,7 @@ bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
 extern const uint32_t _ra_class_size[RA_CLASS_COUNT];
+extern const uint8_t _ra_direct_class[RA_DIRECT_COUNT]; /* (size + 15) / 16 -> _ra_size_class(size) */
 void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
 int _ra_page_extend(ra_page_t *page);
 void _ra_page_collect(ra_page_t *page);
