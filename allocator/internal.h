@@ -132,12 +132,21 @@ static inline void _ra_block_set_next(ra_block_t *b, const ra_block_t *next) {
 static inline void _ra_block_clear(ra_block_t *b) { ra_word_store(&b->link, 0); }
 /* Could `b` be on a free list (its first word decodes to NULL or to a block of its own chunk)?
  * True for every free block; for a live block only when its first 8 bytes happen to hold such a
- * pattern (the caller then checks the lists). */
+ * pattern (the caller then checks the lists). The word xor the key is next ^ b: below 2^22 for a
+ * successor in the chunk, b itself for NULL, and chunks start at 4 MiB or above, so one compare,
+ * "at most b", covers both. It also admits other values up to b, below 2^47: a live block's first
+ * word passes only when its top 17 bits are the key's, whose top 12 _ra_init makes a pattern no
+ * pointer, integer below 2^52 in magnitude, double between 2^-300 and 2^300 in magnitude, or UTF-8
+ * text has (a false "looks free" costs a walk of the lists, not a wrong answer). */
 static inline bool _ra_block_looks_free(const ra_block_t *b) {
   if (!RA_CHECKS) return false;
-  uintptr_t d = ra_word_load(&b->link) ^ _ra_key ^ (uintptr_t)b;
-  return d == 0 || ((d ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0;
+  return (ra_word_load(&b->link) ^ _ra_key) <= (uintptr_t)b;
 }
+/* The top 12 bits of _ra_key (heap.c): the sign bit set (no pointer, no non-negative integer) and
+ * the exponent 0x2a5 (a negative double of magnitude about 2^-346); as bytes, 0x5? then the
+ * continuation byte 0xaa, never in UTF-8. The low 52 bits are random, bit 0 set. */
+#define RA_KEY_TOP ((uintptr_t)0xaa5 << 52)
+#define RA_KEY_TOP_MASK ((uintptr_t)0xfff << 52)
 /* The decoded successor of a block taken from a list must be NULL or in the same chunk. */
 static inline bool _ra_next_is_sane(const ra_block_t *b, const ra_block_t *next) {
   return !RA_CHECKS || (((uintptr_t)next ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0 || next == NULL;
@@ -760,7 +769,7 @@ static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
 
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
-void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
+void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
 
 /* free.c */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
