@@ -144,7 +144,7 @@ void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
   page->free_is_zero = 0;
   page->used--;
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
-  else _ra_page_free_cap_sync(page); /* a flag another thread cleared (_ra_page_set_flag) */
+  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
   if (page->used == 0) _ra_page_retire(heap, page);
 }
 
@@ -280,8 +280,7 @@ void ra_free(void *p) {
                 _ra_block_index(page, off) < page->free_cap && !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
-    page->free = b;
-    page->free_is_zero = 0;
+    page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
     if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
     return;
   }
@@ -421,31 +420,27 @@ static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_s
   free_sized_checked(p, size, align, op);
 }
 
-/* The size class of a request of up to RA_LARGE_MAX bytes, by table up to RA_DIRECT_MAX. */
-static inline size_t sized_class(size_t size) {
-  return RA_LIKELY(size <= RA_DIRECT_MAX) ? _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] : _ra_size_class(size);
-}
-
 /* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
- * The fast path is ra_free's (the same conditions, in the same order: keep the two in step), with
- * one more: the size's class is the page's (free_cap is not 0 only for a plain page, whose
- * class_idx is its own). The size saves nothing there, but one lookup of the chunk and page serves
- * both the check and the free. */
+ * The fast path, for sizes up to RA_DIRECT_MAX, is ra_free's (the same conditions, in the same
+ * order: keep the two in step), with one more: the size's class, by table, is the page's (free_cap
+ * is not 0 only for a plain page, whose class_idx is its own). The size saves nothing there, but
+ * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
+ * by free_sized_slow, then freed by ra_free. */
 static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
   uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
-  if (RA_LIKELY(_ra_chunk_map_has_n(n) && align <= RA_ALIGN && size <= RA_LARGE_MAX)) {
+  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
     ra_page_t *page = fast_page_of(chunk, p);
     ra_block_t *b = p;
     uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
     if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                  _ra_block_index(page, off) < page->free_cap && sized_class(size) == page->class_idx &&
+                  _ra_block_index(page, off) < page->free_cap &&
+                  _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
                   !_ra_block_looks_free(b))) {
       RA_ANN_FREE_ENTRY(p);
       RA_ANN_FREE_BLOCK(b, page->block_size);
       _ra_block_set_next(b, page->free);
-      page->free = b;
-      page->free_is_zero = 0;
+      page->free = b; /* free_is_zero is 0 already, as in ra_free */
       if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
       return;
     }

@@ -240,13 +240,16 @@ static inline uint32_t _ra_page_capacity(const ra_page_t *page) {
   return __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
 }
 /* free_cap: free's fast path takes a block of an owned page when its index is below free_cap, so
- * one compare stands for "no page flag set" and "carved". Only the owner writes it: 0 when it sets
- * a flag (_ra_page_set_flag), and capacity again when flags are back to 0 and it changes the
- * capacity or clears a flag itself; a flag another thread clears (the profiler's RA_PAGE_SAMPLED)
- * leaves it 0, and the owner's next free off the fast path puts it back (_ra_page_free_cap_sync).
- * Invariant: free_cap is 0, or capacity with flags 0. */
+ * one compare stands for "no page flag set", "free_is_zero clear" and "carved". Only the owner
+ * writes it: 0 when it sets a flag (_ra_page_set_flag), and capacity again when flags are back to 0
+ * and it changes the capacity or clears a flag itself; a flag another thread clears (the
+ * profiler's RA_PAGE_SAMPLED) leaves it 0, and the owner's next free off the fast path puts it
+ * back (_ra_page_free_cap_sync). While free_is_zero is set (blocks carved from fresh memory), the
+ * first free takes the generic path, which clears it: the fast path never stores to it.
+ * Invariant: free_cap is 0, or capacity with flags 0 and free_is_zero 0. */
 static inline void _ra_page_free_cap_sync(ra_page_t *page) {
-  page->free_cap = atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 ? page->capacity : 0;
+  bool fast = atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 && !page->free_is_zero;
+  page->free_cap = fast ? page->capacity : 0;
 }
 static inline void _ra_page_set_capacity(ra_page_t *page, uint32_t capacity) {
   __atomic_store_n(&page->capacity, (uint16_t)capacity, __ATOMIC_RELAXED);

@@ -132,8 +132,8 @@ int _ra_page_extend(ra_page_t *page) {
   _ra_block_set_next(b, NULL);
   if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
+  page->free_is_zero = page->fresh; /* before the capacity: free_cap stays 0 while it is set */
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
-  page->free_is_zero = page->fresh;
   ra_assert_internal(_ra_page_is_valid(page, true)); /* the list is the blocks just carved */
   return 0;
 }
@@ -331,8 +331,8 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
   if ((page->div_inv * (uint32_t)(bs >> page->div_shift)) != 1 || ((bs >> page->div_shift) & 1) == 0)
     return _ra_invariant_fail("div_inv and div_shift match the block size", page);
   uint32_t capacity = _ra_page_capacity(page);
-  if (page->free_cap != 0 && (flags != 0 || page->free_cap != capacity))
-    return _ra_invariant_fail("free_cap is 0, or capacity with no flag set", page);
+  if (page->free_cap != 0 && (flags != 0 || page->free_is_zero || page->free_cap != capacity))
+    return _ra_invariant_fail("free_cap is 0, or capacity with no flag set and free_is_zero 0", page);
   if (page->used > capacity || capacity > page->reserved)
     return _ra_invariant_fail("used <= capacity <= reserved", page);
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
