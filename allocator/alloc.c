@@ -25,7 +25,7 @@ static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
     /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
      * compare on the common path), b itself at the end of the list. */
     uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
-    if (RA_UNLIKELY(x > RA_CHUNK_MASK) && x != (uintptr_t)b) return pop_corrupted(page, b);
+    if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return pop_corrupted(page, b);
     next = (ra_block_t *)((uintptr_t)b ^ x);
   } else {
     next = _ra_block_next(b);
