@@ -112,8 +112,9 @@ typedef struct ra_block_s {
 } ra_block_t;
 
 /* RA_CHECKS (CMake RAMALLOC_CHECKS, on by default) turns on the encoding and the fast-path checks
- * (double free, interior pointer, corrupted link). Off, links are plain pointers and only pointers
- * that leave the fast path are examined: docs/robustness.md gives the cost of each. */
+ * for double frees and corrupted links. Off, links are plain pointers, and a double free is found
+ * only by pointers that leave the fast path (the interior-pointer test stays: _ra_block_index
+ * makes it with the capacity test): docs/robustness.md gives the cost. */
 #ifndef RA_CHECKS
 #define RA_CHECKS 1
 #endif
