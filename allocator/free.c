@@ -218,6 +218,7 @@ static inline bool free_remote_fast(void *p) {
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
  * frees from other threads, blocks that look free already, and pointers that are not blocks. */
 RA_NOINLINE void _ra_free_generic(void *p) {
+  if (p == NULL) return;
   if (free_remote_fast(p)) return;
   ra_chunk_t *chunk;
   ra_page_t *page;
@@ -261,9 +262,12 @@ static RA_NOINLINE void free_retire(ra_page_t *page) {
 
 void ra_free(void *p) {
   RA_ANN_FREE_ENTRY(p);
-  uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
+  /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
+   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_cap
+   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
   if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
-    if (p != NULL) _ra_free_generic(p);
+    _ra_free_generic(p);
     return;
   }
   /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
@@ -427,7 +431,7 @@ static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_s
  * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
  * by free_sized_slow, then freed by ra_free. */
 static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
-  uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
   if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
     ra_page_t *page = fast_page_of(chunk, p);
