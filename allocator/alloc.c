@@ -17,14 +17,22 @@ static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
   page->free = NULL;
   page->used = page->capacity;
   page->free_is_zero = 0;
-  return _ra_malloc_generic(_ra_heap_current(), page->block_size, false);
+  return _ra_malloc_generic(page->block_size, _ra_heap_current(), false);
 }
 
 /* Take the first free block. Its link word is cleared: the program never sees an encoded pointer,
  * and a block freed without being written to does not look like a free one. */
 static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
-  ra_block_t *next = _ra_block_next(b);
-  if (RA_UNLIKELY(!_ra_next_is_sane(b, next))) return pop_corrupted(page, b);
+  ra_block_t *next;
+  if (RA_CHECKS) {
+    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
+     * compare on the common path), b itself at the end of the list. */
+    uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
+    if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return pop_corrupted(page, b);
+    next = (ra_block_t *)((uintptr_t)b ^ x);
+  } else {
+    next = _ra_block_next(b);
+  }
   page->free = next;
   page->used++;
   _ra_block_clear(b);
@@ -143,7 +151,7 @@ static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
 
 /* Everything the fast paths do not serve, and every allocation while the heap profiler or the
  * canaries are on. */
-RA_NOINLINE void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
+RA_NOINLINE void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero) {
 #if RA_HAS_PROFILER
   if (RA_UNLIKELY(_ra_prof_route)) return prof_malloc(heap, size, zero);
 #endif
@@ -162,7 +170,7 @@ void *ra_malloc(size_t size) {
       return p;
     }
   }
-  return _ra_malloc_generic(heap, size, false);
+  return _ra_malloc_generic(size, heap, false);
 }
 
 void *ra_calloc(size_t count, size_t size) {
@@ -182,7 +190,7 @@ void *ra_calloc(size_t count, size_t size) {
       return p;
     }
   }
-  return _ra_malloc_generic(heap, total, true);
+  return _ra_malloc_generic(total, heap, true);
 }
 
 /* An allocation aligned to `align` (a power of two > RA_ALIGN). */

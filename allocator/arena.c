@@ -14,7 +14,7 @@
 #include "internal.h"
 
 ra_counters_t _ra_counters;
-_Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
+_Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 
 static ra_arena_t *_Atomic arenas[RA_MAX_ARENAS];
 static atomic_size_t arena_count;
@@ -91,12 +91,8 @@ static inline void bit_clear(uint64_t *map, size_t i) { map[i >> 6] &= ~(1ULL <<
 
 static void chunk_map_set(uintptr_t chunk_addr, bool on) {
   uintptr_t n = chunk_addr >> RA_CHUNK_SHIFT;
-  if (n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT))) return;
-  uint64_t bit = 1ULL << (n & 63);
-  if (on)
-    atomic_fetch_or_explicit(&_ra_chunk_map[n >> 6], bit, memory_order_release);
-  else
-    atomic_fetch_and_explicit(&_ra_chunk_map[n >> 6], ~bit, memory_order_release);
+  if (n >= RA_CHUNK_MAP_SIZE) return;
+  atomic_store_explicit(&_ra_chunk_map[n], on ? 1 : 0, memory_order_release);
 }
 
 /* ---- Registry ------------------------------------------------------------------------------------- */

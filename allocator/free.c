@@ -144,6 +144,7 @@ void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
   page->free_is_zero = 0;
   page->used--;
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
   if (page->used == 0) _ra_page_retire(heap, page);
 }
 
@@ -211,7 +212,7 @@ static void huge_freed(ra_chunk_t *chunk) {
 /* A free from a thread that does not own the block's page, in the common case: the pointer is at
  * a block boundary in the head slice of a plain page (no aligned blocks, not huge) whose chunk
  * has an owner. These checks are the ones locate() makes for such a pointer (the page's
- * block_size, div_magic and reserved are fixed for its life, so any thread may read them), and a
+ * block_size, div_inv, div_shift and reserved are fixed for its life, so any thread may read them), and a
  * double free is not looked for when the caller is not the owner (is_double_free), so nothing is
  * lost by skipping the general path. False when any check fails: the caller takes that path. */
 static inline bool free_remote_fast(void *p) {
@@ -222,8 +223,7 @@ static inline bool free_remote_fast(void *p) {
   ra_page_t *page = &chunk->pages[idx];
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ~(uint8_t)RA_PAGE_IN_FULL) return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-  uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
-  if (q * page->block_size != off || q >= _ra_page_capacity(page)) return false; /* never handed out: locate() says so */
+  if (_ra_block_index(page, off) >= _ra_page_capacity(page)) return false; /* interior, or never handed out */
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == NULL || owner == _ra_heap_current()) return false;
   ra_block_t *block = p;
@@ -235,6 +235,7 @@ static inline bool free_remote_fast(void *p) {
 /* Everything the fast path does not do: huge blocks, aligned pointers, pages in the full list,
  * frees from other threads, blocks that look free already, and pointers that are not blocks. */
 static RA_NOINLINE void free_generic(void *p) {
+  if (p == NULL) return;
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;
@@ -266,38 +267,47 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   free_generic(p);
 }
 
+/* The descriptor of the slice p is in, for the fast paths: the slice number within the chunk is
+ * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
+ * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
+static inline ra_page_t *fast_page_of(ra_chunk_t *chunk, const void *p) {
+  _Static_assert(sizeof(ra_page_t) == 64, "the shift below multiplies by the descriptor size");
+  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 6)) & ((RA_SLICES - 1) << 6);
+  return (ra_page_t *)((uint8_t *)chunk->pages + at);
+}
+
 /* The fast path emptied a page: retire it, then (a safe point) start the purger if asked. */
-static RA_NOINLINE void free_retire(ra_heap_t *heap, ra_page_t *page) {
-  _ra_page_retire(heap, page);
+static RA_NOINLINE void free_retire(ra_page_t *page) {
+  _ra_page_retire(_ra_heap_current(), page); /* read again here: the fast path keeps no register for it */
   _ra_purge_start_wanted();
 }
 
 void ra_free(void *p) {
   RA_ANN_FREE_ENTRY(p);
-  uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
+  /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
+   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_cap
+   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
   if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
-    if (p != NULL) _ra_free_generic(p);
+    _ra_free_generic(p);
     return;
   }
   /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
-   * RA_PAGE_NOT_PAGE there and takes the generic path, which walks back to the head. */
+   * free_cap 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
-  ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
+  ra_page_t *page = fast_page_of(chunk, p);
   ra_block_t *b = p;
-  /* Offset in the head slice, and whether it is a whole number of blocks (no interior pointer) of
-   * the part the page has carved (a block past it was never handed out; the capacity is read as a
-   * plain field: only once the calling thread is known to own the page). */
+  /* The block's index from its offset in the head slice: below free_cap when no page flag is set
+   * and it is a whole number of blocks (no interior pointer) inside the part the page has carved
+   * (a block past it was never handed out). free_cap is read as a plain field: only once the
+   * calling thread is known to own the page. */
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-  uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 &&
-                q < page->capacity && (!RA_CHECKS || q * page->block_size == off) &&
-                !_ra_block_looks_free(b))) {
+                _ra_block_index(page, off) < page->free_cap && !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
-    page->free = b;
-    page->free_is_zero = 0;
-    if (RA_UNLIKELY(--page->used == 0)) free_retire(_ra_heap_current(), page);
+    page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
+    if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
     return;
   }
   _ra_free_generic(p);
@@ -418,40 +428,50 @@ static RA_NOINLINE void free_sized_checked(void *p, size_t size, size_t align, r
   ra_free(p);
 }
 
-/* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
- * The quick check covers the common case, a block at the start of a page's first slice of a class
- * served by ra_malloc: the size's class must be the page's. Past the check, the block goes on its
- * page's free list the way ra_free's fast path does it (the same conditions, in the same order:
- * keep the two in step); the size saves nothing there, but one lookup of the chunk and page serves
- * both the check and the free. */
-static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
+/* free_sized off its fast path: the quick check covers a block at the start of a page's first
+ * slice of a class served by ra_malloc, whose class must be the size's; such a block goes to
+ * ra_free. Anything else is found properly and its size checked. */
+static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_sized_op_t op) {
   uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
-  if (RA_LIKELY(_ra_chunk_map_has_n(n) && align <= RA_ALIGN && size <= RA_LARGE_MAX)) {
+  if (_ra_chunk_map_has_n(n) && align <= RA_ALIGN && size <= RA_LARGE_MAX) {
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
     ra_page_t *page = &chunk->pages[_ra_slice_index(chunk, p)];
     uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
-    if (RA_LIKELY(!(flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE | RA_PAGE_HAS_ALIGNED)) &&
-                  _ra_size_class(size) == page->class_idx)) {
-      ra_block_t *b = p;
-      uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-      uint32_t q = (uint32_t)(((uint64_t)off * page->div_magic) >> 32);
-      if (RA_LIKELY(flags == 0 && atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                    q < page->capacity && (!RA_CHECKS || q * page->block_size == off) &&
-                    !_ra_block_looks_free(b))) {
-        RA_ANN_FREE_ENTRY(p);
-        RA_ANN_FREE_BLOCK(b, page->block_size);
-        _ra_block_set_next(b, page->free);
-        page->free = b;
-        page->free_is_zero = 0;
-        if (RA_UNLIKELY(--page->used == 0)) free_retire(_ra_heap_current(), page);
-        return;
-      }
+    if (!(flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE | RA_PAGE_HAS_ALIGNED)) && _ra_size_class(size) == page->class_idx) {
       ra_free(p);
       return;
     }
   }
   if (p == NULL) return;
   free_sized_checked(p, size, align, op);
+}
+
+/* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
+ * The fast path, for sizes up to RA_DIRECT_MAX, is ra_free's (the same conditions, in the same
+ * order: keep the two in step), with one more: the size's class, by table, is the page's (free_cap
+ * is not 0 only for a plain page, whose class_idx is its own). The size saves nothing there, but
+ * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
+ * by free_sized_slow, then freed by ra_free. */
+static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
+  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
+    ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
+    ra_page_t *page = fast_page_of(chunk, p);
+    ra_block_t *b = p;
+    uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
+    if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
+                  _ra_block_index(page, off) < page->free_cap &&
+                  _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
+                  !_ra_block_looks_free(b))) {
+      RA_ANN_FREE_ENTRY(p);
+      RA_ANN_FREE_BLOCK(b, page->block_size);
+      _ra_block_set_next(b, page->free);
+      page->free = b; /* free_is_zero is 0 already, as in ra_free */
+      if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
+      return;
+    }
+  }
+  free_sized_slow(p, size, align, op);
 }
 
 void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) { free_sized(p, size, align, op); }

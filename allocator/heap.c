@@ -43,9 +43,10 @@ void _ra_init(void) {
   if (!atomic_load_explicit(&initialised, memory_order_relaxed)) {
     _ra_options_init();
     _ra_prof_init();
-    /* Odd and with its top bit set: a zeroed first word (blocks are 16-aligned, far below 2^63)
-     * then never decodes to NULL or to an address in the block's chunk. */
-    _ra_key = (uintptr_t)_ra_os_random() | 1 | ((uintptr_t)1 << 63);
+    /* Odd and with its top 12 bits RA_KEY_TOP: a zeroed first word (blocks are 16-aligned, far
+     * below 2^63) then never decodes to NULL or to an address in the block's chunk, and common
+     * values in a live block's first word never look like a link (_ra_block_looks_free). */
+    _ra_key = ((uintptr_t)_ra_os_random() & ~RA_KEY_TOP_MASK) | RA_KEY_TOP | 1;
     const ra_os_info_t *os = _ra_os_info();
     long long mode = _ra_option(RA_OPT_COMMIT);
     bool over = mode == RA_COMMIT_OPT_OVERCOMMIT || (mode == RA_COMMIT_OPT_AUTO && !os->overcommit_strict);

@@ -67,7 +67,7 @@ RA_HIDDEN_BEGIN
 #define RA_ARENA_DEFAULT ((size_t)1 << 30)
 #define RA_MAX_ARENAS 4096
 #define RA_ADDR_BITS 47                    /* user space on x86-64 and arm64 (4-level tables) */
-#define RA_CHUNK_MAP_WORDS (((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) / 64)
+#define RA_CHUNK_MAP_SIZE ((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) /* one byte per chunk: 32 MiB of bss */
 
 _Static_assert((RA_SLICE_SIZE & (RA_SLICE_SIZE - 1)) == 0, "slice size is a power of two");
 _Static_assert(RA_CHUNK_SIZE % RA_SLICE_SIZE == 0, "a chunk holds whole slices");
@@ -112,8 +112,9 @@ typedef struct ra_block_s {
 } ra_block_t;
 
 /* RA_CHECKS (CMake RAMALLOC_CHECKS, on by default) turns on the encoding and the fast-path checks
- * (double free, interior pointer, corrupted link). Off, links are plain pointers and only pointers
- * that leave the fast path are examined: docs/robustness.md gives the cost of each. */
+ * for double frees and corrupted links. Off, links are plain pointers, and a double free is found
+ * only by pointers that leave the fast path (the interior-pointer test stays: _ra_block_index
+ * makes it with the capacity test): docs/robustness.md gives the cost. */
 #ifndef RA_CHECKS
 #define RA_CHECKS 1
 #endif
@@ -132,12 +133,21 @@ static inline void _ra_block_set_next(ra_block_t *b, const ra_block_t *next) {
 static inline void _ra_block_clear(ra_block_t *b) { ra_word_store(&b->link, 0); }
 /* Could `b` be on a free list (its first word decodes to NULL or to a block of its own chunk)?
  * True for every free block; for a live block only when its first 8 bytes happen to hold such a
- * pattern (the caller then checks the lists). */
+ * pattern (the caller then checks the lists). The word xor the key is next ^ b: below 2^22 for a
+ * successor in the chunk, b itself for NULL, and chunks start at 4 MiB or above, so one compare,
+ * "at most b", covers both. It also admits other values up to b, below 2^47: a live block's first
+ * word passes only when its top 17 bits are the key's, whose top 12 _ra_init makes a pattern no
+ * pointer, integer below 2^52 in magnitude, double between 2^-300 and 2^300 in magnitude, or UTF-8
+ * text has (a false "looks free" costs a walk of the lists, not a wrong answer). */
 static inline bool _ra_block_looks_free(const ra_block_t *b) {
   if (!RA_CHECKS) return false;
-  uintptr_t d = ra_word_load(&b->link) ^ _ra_key ^ (uintptr_t)b;
-  return d == 0 || ((d ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0;
+  return (ra_word_load(&b->link) ^ _ra_key) <= (uintptr_t)b;
 }
+/* The top 12 bits of _ra_key (heap.c): the sign bit set (no pointer, no non-negative integer) and
+ * the exponent 0x2a5 (a negative double of magnitude about 2^-346); as bytes, 0x5? then the
+ * continuation byte 0xaa, never in UTF-8. The low 52 bits are random, bit 0 set. */
+#define RA_KEY_TOP ((uintptr_t)0xaa5 << 52)
+#define RA_KEY_TOP_MASK ((uintptr_t)0xfff << 52)
 /* The decoded successor of a block taken from a list must be NULL or in the same chunk. */
 static inline bool _ra_next_is_sane(const ra_block_t *b, const ra_block_t *next) {
   return !RA_CHECKS || (((uintptr_t)next ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0 || next == NULL;
@@ -187,11 +197,14 @@ typedef struct ra_arena_s ra_arena_t;
  * 0 <= used <= capacity <= reserved; reserved * block_size <= slice_count * RA_SLICE_SIZE. */
 typedef struct ra_page_s {
   ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
-  uint32_t used;               /* blocks handed out, see invariant */
+  uint16_t used;               /* blocks handed out, see invariant */
+  uint8_t div_shift;           /* block_size == odd << div_shift */
+  uint8_t _pad;
   uint32_t block_size;         /* bytes per block (huge: 0) */
   _Atomic(uintptr_t) xfree;    /* blocks freed by other threads: count, list and ra_delay_t (RA_XFREE_*) */
-  uint32_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
-  uint32_t reserved;           /* blocks that fit in the span */
+  uint16_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
+  uint16_t reserved;           /* blocks that fit in the span */
+  uint32_t free_cap;           /* capacity while flags are 0, else 0: free's fast path bound (below) */
   _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */
   uint8_t class_idx;           /* size class, RA_CLASS_HUGE for huge */
   uint8_t slice_count;         /* slices in the span (head only) */
@@ -201,12 +214,38 @@ typedef struct ra_page_s {
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t guarded;             /* the span's last OS page is made inaccessible (RAMALLOC_GUARD_PAGES) */
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
-  uint32_t div_magic;          /* ceil(2^32 / block_size): off / block_size == (off * div_magic) >> 32
-                                  for any offset inside the head slice (free checks alignment) */
+  uint32_t div_inv;            /* (block_size >> div_shift)^-1 mod 2^32: _ra_block_index */
   uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
 } ra_page_t;
 
 _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
+_Static_assert(RA_SLICE_SIZE / RA_ALIGN <= UINT16_MAX, "block counts of a small page fit 16 bits");
+_Static_assert((RA_MEDIUM_SLICES * RA_SLICE_SIZE) / (RA_SMALL_MAX + 1) <= UINT16_MAX, "and of a medium page");
+
+/* The index of the block that starts `off` bytes into the page's head slice (off < RA_SLICE_SIZE),
+ * or, when no block starts there, a number past any capacity: the offset times the inverse of the
+ * block size's odd part is exact when that part divides it, and rotating right by div_shift then
+ * divides by the power of two, or, when the low bits are not zero, moves them to the top. (Checked
+ * for every class and offset by test_edges.) One compare with a capacity tests both "never carved"
+ * and "interior pointer". */
+static inline uint32_t _ra_block_index(const ra_page_t *page, uint32_t off) {
+  uint32_t x = off * page->div_inv;
+  unsigned k = page->div_shift;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* The count goes in cl; said so here, the compilers then keep x out of ecx (one move less). */
+  __asm__("rorl %%cl, %0" : "+r"(x) : "c"(k) : "cc");
+  return x;
+#else
+  return (x >> k) | (x << ((32 - k) & 31));
+#endif
+}
+static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
+  unsigned k = (unsigned)__builtin_ctz(block_size);
+  uint32_t odd = block_size >> k, inv = odd; /* Newton's iteration: each step doubles the bits right */
+  for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
+  page->div_shift = (uint8_t)k;
+  page->div_inv = inv;
+}
 
 /* Blocks at or past `capacity` were never carved, so never handed out: free() refuses them. Other
  * threads read it for that check; a thread holding a block of the page learnt of the block after
@@ -214,8 +253,21 @@ _Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
 static inline uint32_t _ra_page_capacity(const ra_page_t *page) {
   return __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
 }
+/* free_cap: free's fast path takes a block of an owned page when its index is below free_cap, so
+ * one compare stands for "no page flag set", "free_is_zero clear" and "carved". Only the owner
+ * writes it: 0 when it sets a flag (_ra_page_set_flag), and capacity again when flags are back to 0
+ * and it changes the capacity or clears a flag itself; a flag another thread clears (the
+ * profiler's RA_PAGE_SAMPLED) leaves it 0, and the owner's next free off the fast path puts it
+ * back (_ra_page_free_cap_sync). While free_is_zero is set (blocks carved from fresh memory), the
+ * first free takes the generic path, which clears it: the fast path never stores to it.
+ * Invariant: free_cap is 0, or capacity with flags 0 and free_is_zero 0. */
+static inline void _ra_page_free_cap_sync(ra_page_t *page) {
+  bool fast = atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 && !page->free_is_zero;
+  page->free_cap = fast ? page->capacity : 0;
+}
 static inline void _ra_page_set_capacity(ra_page_t *page, uint32_t capacity) {
-  __atomic_store_n(&page->capacity, capacity, __ATOMIC_RELAXED);
+  __atomic_store_n(&page->capacity, (uint16_t)capacity, __ATOMIC_RELAXED);
+  _ra_page_free_cap_sync(page);
 }
 
 /* ---- Chunks -------------------------------------------------------------------------------------- */
@@ -477,7 +529,7 @@ bool _ra_invariant_fail(const char *what, const void *where) RA_COLD; /* reports
 
 /* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
 extern ra_counters_t _ra_counters;
-extern _Atomic(uint64_t) _ra_chunk_map[RA_CHUNK_MAP_WORDS];
+extern _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
@@ -496,10 +548,21 @@ ra_arena_t *_ra_arena_containing(const void *p);
 void _ra_arena_fork_prepare(void);
 void _ra_arena_fork_release(void);
 bool _ra_arena_is_valid(const ra_arena_t *a); /* arena lock held */
-/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? */
+/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? A byte per chunk rather
+ * than a bit: the test is one compare of a byte, with no shift or mask (free's fast path). The map
+ * is bss: only the pages of it that cover chunks in use are ever touched. */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
-  if (RA_UNLIKELY(n >= ((uintptr_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)))) return false;
-  return (atomic_load_explicit(&_ra_chunk_map[n >> 6], memory_order_acquire) >> (n & 63)) & 1;
+  if (RA_UNLIKELY(n >= RA_CHUNK_MAP_SIZE)) return false;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* One compare with the byte in memory (the compilers load it into a register and test it): x86
+   * keeps loads in order, so a plain load and a compiler barrier make the acquire. */
+  bool has;
+  __asm__("cmpb $0, %1" : "=@ccnz"(has) : "m"(_ra_chunk_map[n]));
+  atomic_signal_fence(memory_order_acquire);
+  return has;
+#else
+  return atomic_load_explicit(&_ra_chunk_map[n], memory_order_acquire) != 0;
+#endif
 }
 static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
   return _ra_chunk_map_has_n(chunk_addr >> RA_CHUNK_SHIFT);
@@ -537,6 +600,7 @@ bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
 extern const uint32_t _ra_class_size[RA_CLASS_COUNT];
+extern const uint8_t _ra_direct_class[RA_DIRECT_COUNT]; /* (size + 15) / 16 -> _ra_size_class(size) */
 void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
 int _ra_page_extend(ra_page_t *page);
 void _ra_page_collect(ra_page_t *page);
@@ -672,7 +736,7 @@ static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
 
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
-void *_ra_malloc_generic(ra_heap_t *heap, size_t size, bool zero);
+void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
 
 /* free.c */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);

@@ -28,6 +28,15 @@ const uint32_t _ra_class_size[RA_CLASS_COUNT] = {
 #undef C8
 _Static_assert(RA_CLASS_COUNT == 8 + 14 * 8, "class table covers 16 B .. 2 MiB");
 
+/* _ra_size_class of the sizes up to RA_DIRECT_MAX, by (size + 15) / 16 (sized delete's check;
+ * test_edges compares it with _ra_size_class). */
+const uint8_t _ra_direct_class[RA_DIRECT_COUNT] = {
+  0,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 16, 17, 17, 18,
+  18, 19, 19, 20, 20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,
+  26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31, 31,
+};
+_Static_assert(RA_DIRECT_COUNT == 65, "the table above covers the direct sizes");
+
 static size_t class_slices(size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
   if (bs <= RA_SMALL_MAX) return 1;
@@ -58,11 +67,17 @@ static int page_guard(ra_page_t *page) {
   return err;
 }
 
+/* Flags are set by the page's owner only; the profiler clears RA_PAGE_SAMPLED from any thread.
+ * free_cap follows for the owner (internal.h). */
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on) {
-  if (on)
+  if (on) {
     atomic_fetch_or_explicit(&page->flags, flag, memory_order_relaxed);
-  else
+    page->free_cap = 0;
+  } else {
     atomic_fetch_and_explicit(&page->flags, (uint8_t)~flag, memory_order_relaxed);
+    if (atomic_load_explicit(&_ra_chunk_of_desc(page)->heap, memory_order_relaxed) == _ra_heap_current())
+      _ra_page_free_cap_sync(page);
+  }
 }
 
 /* ---- Carving -------------------------------------------------------------------------------------- */
@@ -71,11 +86,11 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   (void)heap;
   size_t bs = _ra_class_size[class_idx];
   page->block_size = (uint32_t)bs;
-  page->div_magic = (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs);
+  _ra_page_set_divisor(page, (uint32_t)bs);
   page->class_idx = (uint8_t)class_idx;
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
   if (_ra_guard_pages) span -= _ra_os_info()->page_size; /* the guard page (page_guard) */
-  page->reserved = (uint32_t)(span / bs);
+  page->reserved = (uint16_t)(span / bs);
   _ra_page_set_capacity(page, 0);
   page->used = 0;
   page->free = NULL;
@@ -83,6 +98,7 @@ void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   page->free_is_zero = 0;
   page->committed_slices = 0;
   atomic_store_explicit(&page->flags, _ra_canary ? RA_PAGE_CANARY : 0, memory_order_relaxed);
+  page->free_cap = 0; /* capacity 0 */
   /* Nothing in the span is handed out yet: out of bounds to ASan and memcheck until it is. */
   RA_ANN_CLOSE(_ra_page_start(_ra_chunk_of_desc(page), page), page->slice_count * RA_SLICE_SIZE);
   ra_assert_internal(_ra_page_is_valid(page, true));
@@ -96,7 +112,7 @@ int _ra_page_extend(ra_page_t *page) {
   size_t bs = page->block_size;
   size_t n = RA_EXTEND_BYTES / bs;
   if (n < 4) n = 4;
-  if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+  if (n > (size_t)page->reserved - page->capacity) n = (size_t)page->reserved - page->capacity;
   size_t end = (page->capacity + n) * bs;
   size_t need = (end + RA_SLICE_SIZE - 1) / RA_SLICE_SIZE;
   if (need > page->committed_slices) {
@@ -115,8 +131,8 @@ int _ra_page_extend(ra_page_t *page) {
   _ra_block_set_next(b, NULL);
   if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
+  page->free_is_zero = page->fresh; /* before the capacity: free_cap stays 0 while it is set */
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
-  page->free_is_zero = page->fresh;
   ra_assert_internal(_ra_page_is_valid(page, true)); /* the list is the blocks just carved */
   return 0;
 }
@@ -336,9 +352,11 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
     return _ra_invariant_fail("block size matches the class", page);
   if (page->slice_count != class_slices(page->class_idx))
     return _ra_invariant_fail("span length matches the class", page);
-  if (page->div_magic != (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs))
-    return _ra_invariant_fail("div_magic matches the block size", page);
+  if ((page->div_inv * (uint32_t)(bs >> page->div_shift)) != 1 || ((bs >> page->div_shift) & 1) == 0)
+    return _ra_invariant_fail("div_inv and div_shift match the block size", page);
   uint32_t capacity = _ra_page_capacity(page);
+  if (page->free_cap != 0 && (flags != 0 || page->free_is_zero || page->free_cap != capacity))
+    return _ra_invariant_fail("free_cap is 0, or capacity with no flag set and free_is_zero 0", page);
   if (page->used > capacity || capacity > page->reserved)
     return _ra_invariant_fail("used <= capacity <= reserved", page);
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;

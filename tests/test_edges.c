@@ -455,6 +455,36 @@ static void test_null_and_zero(void **state) {
   expect_valid_heap();
 }
 
+/* ---- free's block index --------------------------------------------------------------------------- */
+
+/* free's fast path takes a pointer when _ra_block_index of its offset in the page's head slice is
+ * below the page's capacity: for every class and every offset in a slice, the index is the block
+ * number at a block's start, and anywhere else no page of the class carves that many blocks (an
+ * interior pointer is never taken for a block). Sized delete's table of classes by 16 bytes agrees
+ * with _ra_size_class for every size it covers. */
+static void test_block_index_every_class_and_offset(void **state) {
+  (void)state;
+  for (size_t c = 0; c < RA_CLASS_COUNT; c++) {
+    uint32_t bs = _ra_class_size[c];
+    ra_page_t page;
+    memset(&page, 0, sizeof page);
+    _ra_page_set_divisor(&page, bs);
+    size_t span = bs <= RA_SMALL_MAX ? RA_SLICE_SIZE : bs <= RA_MEDIUM_MAX ? RA_MEDIUM_SLICES * RA_SLICE_SIZE : bs;
+    uint32_t most = (uint32_t)(span / bs); /* blocks a page of the class can carve */
+    for (uint32_t off = 0; off < RA_SLICE_SIZE; off++) {
+      uint32_t q = _ra_block_index(&page, off);
+      if (off % bs == 0 && q != off / bs) fail_msg("class %zu (%u B): offset %u gives index %u", c, bs, off, q);
+      if (off % bs != 0 && q < most)
+        fail_msg("class %zu (%u B): interior offset %u gives index %u, below %u", c, bs, off, q, most);
+    }
+  }
+  for (size_t size = 0; size <= RA_DIRECT_MAX; size++) {
+    size_t want = _ra_size_class(size == 0 ? 1 : size);
+    unsigned got = _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN];
+    if (got != want) fail_msg("size %zu: direct class %u, _ra_size_class %zu", size, got, want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_class_boundaries_all_entry_points),
@@ -466,6 +496,7 @@ int main(void) {
       cmocka_unit_test(test_alignments_past_arena),
       cmocka_unit_test(test_realloc_to_zero),
       cmocka_unit_test(test_null_and_zero),
+      cmocka_unit_test(test_block_index_every_class_and_offset),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
