@@ -345,7 +345,8 @@ static bool chunk_read(const walk_t *w, ra_arena_t *a, size_t s, chunk_info_t *c
   held_t h = {a, c};
   _ra_chunk_lock(c);
   ci->owner = atomic_load_explicit(&c->heap, memory_order_acquire);
-  ci->abandoned = ci->owner == NULL;
+  /* A parked heap's thread has exited too (heap.c): its chunks count as abandoned. */
+  ci->abandoned = ci->owner == NULL || atomic_load_explicit(&ci->owner->parked, memory_order_relaxed);
   ci->free_slices = c->free_slices;
   ci->committed = c->committed | 1;
   ci->dirty = c->dirty;
@@ -461,8 +462,7 @@ static void stats_add_arena(ra_stats_t *st, ra_arena_t *a) {
 }
 
 static void stats_count_heap(ra_heap_t *h, void *arg) {
-  (void)h;
-  ((ra_stats_t *)arg)->heaps++;
+  if (!atomic_load_explicit(&h->parked, memory_order_relaxed)) ((ra_stats_t *)arg)->heaps++; /* threads' heaps */
 }
 
 static void stats_begin(ra_stats_t *st) {
@@ -511,7 +511,7 @@ static void visit_page_fields(ra_visit_info_t *v, const chunk_info_t *ci, const 
   v->slice = pi->slice;
   v->class_index = pi->class_idx;
   v->block_size = pi->block_size;
-  v->owner = ci->owner;
+  v->owner = ci->abandoned ? NULL : ci->owner;
 }
 
 /* A page, then its blocks: the bitmap comes from a fresh read so that the page's counts and its
@@ -566,7 +566,7 @@ static bool visit_chunk(const walk_t *w, const chunk_info_t *ci, unsigned kinds,
     v.arena = ci->arena->index;
     v.slot = ci->slot;
     v.committed = chunk_committed_bytes(ci);
-    v.owner = ci->owner;
+    v.owner = ci->abandoned ? NULL : ci->owner;
     v.huge = huge;
     if (huge) {
       v.blocks_used = 1;
@@ -719,7 +719,8 @@ static const field_t heap_fields[] = {
   FIELD(ra_heap_t, next_all),   FIELD(ra_heap_t, prev_all), FIELD(ra_heap_t, next_pool),
   FIELD(ra_heap_t, generation), FIELD(ra_heap_t, slow_calls), FIELD(ra_heap_t, next_page_purge_ms),
   FIELD(ra_heap_t, alive),      FIELD(ra_heap_t, protect_backoff), FIELD(ra_heap_t, protect_skip),
-  FIELD(ra_heap_t, clock_ms32), FIELD(ra_heap_t, protect_quick_ms),
+  FIELD(ra_heap_t, clock_ms32), FIELD(ra_heap_t, protect_quick_ms), FIELD(ra_heap_t, parked),
+  FIELD(ra_heap_t, parked_ms),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

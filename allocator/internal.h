@@ -385,15 +385,17 @@ struct ra_heap_s {
   ra_chunk_t *chunks;                      /* owned chunks with free slices */
   ra_chunk_t *chunks_full;                 /* owned chunks without */
   ra_heap_t *next_all, *prev_all;          /* every live heap (heap lock) */
-  ra_heap_t *next_pool;                    /* free heap structs (heap lock) */
+  ra_heap_t *next_pool;                    /* free heap structs, or parked heaps (heap lock) */
   uint32_t generation;                     /* bumped each time the struct is reused */
   uint32_t slow_calls;                     /* generic mallocs served from a page at hand */
   uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
+  atomic_bool parked;                      /* its thread exited; kept whole for the next new thread */
   uint8_t protect_backoff;                 /* RAMALLOC_PROTECT_FREED under churn (chunk.c): frees */
   uint8_t protect_skip;                    /* to skip after a quick reuse, how many are left, and */
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
   uint64_t protect_quick_ms;               /* when the last quick reuse was seen (protect_skip) */
+  uint64_t parked_ms;                      /* when it was parked (heap lock) */
 };
 
 /* ---- Options ------------------------------------------------------------------------------------- */
@@ -601,6 +603,8 @@ extern size_t _ra_protect_freed;     /* RAMALLOC_PROTECT_FREED (largest block pr
 ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
+bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
+void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 /* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and
