@@ -31,6 +31,14 @@ static atomic_size_t parked_count; /* written under heap_lock */
 static atomic_size_t heaps_live; /* threads with a heap (changed under heap_lock); the purger lives
                                     while this is not 0 */
 
+/* A walk (inspect.c) reads pages without their owner's help, exact while no owner runs. A parked
+ * heap has no thread; the thread that abandons it (_ra_heap_reap_parked) holds this lock, and so
+ * does every walk from start to end. The reaper only try-locks it: a walk's callbacks may allocate
+ * and so reach a purge pass. */
+static ra_lock_t walk_lock = RA_LOCK_INIT;
+void _ra_walk_lock(void) { _ra_lock(&walk_lock); }
+void _ra_walk_unlock(void) { _ra_unlock(&walk_lock); }
+
 /* More parked heaps than this (a pool of threads ending at once) are abandoned at once. */
 #define PARKED_MAX 64
 
@@ -114,6 +122,9 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  /* A walk or a reap in another thread does not exist here (a reaped heap it held is lost, as a
+   * heap whose thread was exiting is). */
+  _ra_lock_init(&walk_lock);
   /* Only the forking thread lives on: the other heaps are orphans. */
   atomic_store_explicit(&heaps_live, _ra_heap_current() != &_ra_heap_empty ? 1 : 0, memory_order_relaxed);
   _ra_chunk_fork_child();
@@ -272,6 +283,7 @@ static void heap_retire(ra_heap_t *h) {
  * taken off the parked list belongs to it alone. True when parked heaps are left. */
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
   if (atomic_load_explicit(&parked_count, memory_order_relaxed) == 0) return false;
+  if (!_ra_trylock(&walk_lock)) return true; /* a walk is under way: a later pass */
   _ra_lock(&heap_lock);
   /* Newest first: the heaps old enough are the list's tail. */
   ra_heap_t **link = &heaps_parked;
@@ -288,6 +300,7 @@ bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
     h->next_pool = NULL;
     heap_retire(h);
   }
+  _ra_unlock(&walk_lock);
   return left != 0;
 }
 
@@ -319,6 +332,9 @@ static void heap_thread_done(void *value) {
   }
   heap_retire(h);
   if (last) {
+    /* Waits out a walk in another thread (this one is in no walk: it is exiting). */
+    _ra_lock(&walk_lock);
+    _ra_unlock(&walk_lock);
     _ra_heap_reap_parked(0, 0, true);
     _ra_purge_stop();
   }

@@ -492,6 +492,7 @@ static void stats_end(ra_stats_t *st) {
 
 void ra_stats_get(ra_stats_t *st) {
   walk_t w;
+  _ra_walk_lock();
   stats_begin(st);
   delayed_gather(&w.delayed);
   for (size_t k = 0; k < st->arenas; k++) {
@@ -501,6 +502,7 @@ void ra_stats_get(ra_stats_t *st) {
     for (size_t s = 1; chunk_next(&w, a, &s, &ci);) stats_add_chunk(st, &ci);
   }
   stats_end(st);
+  _ra_walk_unlock();
 }
 
 /* ---- ra_visit -------------------------------------------------------------------------------------- */
@@ -596,7 +598,7 @@ static bool visit_chunk(const walk_t *w, const chunk_info_t *ci, unsigned kinds,
   return true;
 }
 
-bool ra_visit(unsigned kinds, ra_visit_fun *fn, void *arg) {
+static bool visit_all(unsigned kinds, ra_visit_fun *fn, void *arg) {
   walk_t w;
   delayed_gather(&w.delayed);
   size_t n = _ra_arena_count();
@@ -618,6 +620,13 @@ bool ra_visit(unsigned kinds, ra_visit_fun *fn, void *arg) {
       if (!visit_chunk(&w, &ci, kinds, fn, arg)) return false;
   }
   return true;
+}
+
+bool ra_visit(unsigned kinds, ra_visit_fun *fn, void *arg) {
+  _ra_walk_lock();
+  bool done = visit_all(kinds, fn, arg);
+  _ra_walk_unlock();
+  return done;
 }
 
 /* ---- Output through a fixed buffer ---------------------------------------------------------------- */
@@ -965,6 +974,7 @@ static void json_stats(out_t *o, const ra_stats_t *st) {
 static void dump_layout(out_t *o, const char *reason) {
   walk_t w;
   ra_stats_t st;
+  _ra_walk_lock();
   stats_begin(&st);
   delayed_gather(&w.delayed);
   json_preamble(o, reason);
@@ -982,6 +992,7 @@ static void dump_layout(out_t *o, const char *reason) {
   json_stats(o, &st);
   out_flush(o);
   _ra_prof_sites_end();
+  _ra_walk_unlock();
 }
 
 void ra_dump_layout_out(ra_output_fun *fn, void *arg) {

@@ -287,6 +287,8 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
  *       timeline_lock (prof_posix.c): a timeline row holds it across ra_stats_get. Never nested
  *       in each other.
+ *    2b. walk_lock (heap.c): a walk (inspect.c) holds it throughout, the abandoning of a parked
+ *       heap too; the latter only try-locks it, except a thread that waits it out holding nothing.
  *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
  *       no lock.
  *    4. abandoned_lock (chunk.c): the abandoned list. Nothing is locked under it.
@@ -605,6 +607,8 @@ void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
 void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
+void _ra_walk_lock(void);                  /* held across a walk of every chunk (inspect.c) */
+void _ra_walk_unlock(void);
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 /* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and
