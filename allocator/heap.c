@@ -279,11 +279,10 @@ static void heap_retire(ra_heap_t *h) {
   _ra_unlock(&heap_lock);
 }
 
-/* Abandon the parked heaps that have waited `delay` ms (all with force). Any thread may: a heap
- * taken off the parked list belongs to it alone. True when parked heaps are left. */
-bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
-  if (atomic_load_explicit(&parked_count, memory_order_relaxed) == 0) return false;
-  if (!_ra_trylock(&walk_lock)) return true; /* a walk is under way: a later pass */
+/* Abandon the parked heaps that have waited `delay` ms (all with force), holding walk_lock. Any
+ * thread may: a heap taken off the parked list belongs to it alone. True when parked heaps are
+ * left. */
+static bool reap_parked(uint64_t now, uint64_t delay, bool force) {
   _ra_lock(&heap_lock);
   /* Newest first: the heaps old enough are the list's tail. */
   ra_heap_t **link = &heaps_parked;
@@ -300,8 +299,15 @@ bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
     h->next_pool = NULL;
     heap_retire(h);
   }
-  _ra_unlock(&walk_lock);
   return left != 0;
+}
+
+bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
+  if (atomic_load_explicit(&parked_count, memory_order_relaxed) == 0) return false;
+  if (!_ra_trylock(&walk_lock)) return true; /* a walk is under way: a later pass */
+  bool left = reap_parked(now, delay, force);
+  _ra_unlock(&walk_lock);
+  return left;
 }
 
 /* Thread exit. The heap is parked when another thread with a heap lives on (whose purges, or the
@@ -334,8 +340,8 @@ static void heap_thread_done(void *value) {
   if (last) {
     /* Waits out a walk in another thread (this one is in no walk: it is exiting). */
     _ra_lock(&walk_lock);
+    reap_parked(0, 0, true);
     _ra_unlock(&walk_lock);
-    _ra_heap_reap_parked(0, 0, true);
     _ra_purge_stop();
   }
 }
