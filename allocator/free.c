@@ -225,7 +225,9 @@ static inline bool free_remote_fast(void *p) {
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
   if (_ra_block_index(page, off) >= _ra_page_capacity(page)) return false; /* interior, or never handed out */
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
-  if (owner == NULL || owner == _ra_heap_current()) return false;
+  ra_heap_t *heap = _ra_heap_current();
+  if (owner == NULL || owner == heap) return false;
+  if (RA_UNLIKELY(heap == &_ra_heap_empty)) _ra_heap_note_free(owner);
   ra_block_t *block = p;
   RA_ANN_FREE_BLOCK(block, page->block_size);
   free_remote(chunk, page, block);
@@ -256,8 +258,13 @@ static RA_NOINLINE void free_generic(void *p) {
   /* Out of bounds before it goes on any list: another thread may take it from there at once. */
   RA_ANN_FREE_BLOCK(block, page->block_size);
   ra_heap_t *heap = _ra_heap_current();
-  if (atomic_load_explicit(&chunk->heap, memory_order_acquire) == heap) _ra_free_local(heap, page, block);
-  else free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */
+  ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
+  if (owner == heap) {
+    _ra_free_local(heap, page, block);
+  } else {
+    if (heap == &_ra_heap_empty && owner != NULL) _ra_heap_note_free(owner);
+    free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */
+  }
   _ra_purge_start_wanted(); /* a safe point */
 }
 

@@ -1,7 +1,13 @@
 /* Thread heaps and process initialisation. Each thread finds its heap through one initial-exec TLS
  * slot; until its first allocation the slot points at a static empty heap whose pages have no free
  * blocks, so the fast path needs no "initialised?" test. Heap structs live in arena metadata and
- * are recycled; at thread exit a heap gives its empty pages back and abandons its chunks. */
+ * are recycled.
+ *
+ * At thread exit a heap is parked: kept whole, with its pages, queues and chunks, and the next
+ * thread that starts takes it over as it is (its first allocation finds pages of every class it
+ * used, in cache, and frees into them are local). A heap parked for half the purge delay, or when
+ * no thread with a heap is left, is abandoned: its empty pages go back to their chunks and the
+ * chunks wait on the abandoned list for adoption or a sweep (chunk.c). */
 #include <errno.h>
 #include <string.h>
 
@@ -29,7 +35,39 @@ __attribute__((used)) static const char *const start_hooks[] = {&_ra_inspect_lin
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
 static ra_heap_t *heap_pool;  /* recycled heap structs (heap_lock) */
-static atomic_size_t heaps_live; /* threads with a heap; the purger lives while this is not 0 */
+static ra_heap_t *heaps_parked; /* heaps of exited threads, newest first, through next_pool (heap_lock) */
+static atomic_size_t parked_count; /* written under heap_lock */
+static atomic_size_t heaps_live; /* threads with a heap (changed under heap_lock); the purger lives
+                                    while this is not 0 */
+
+/* A walk (inspect.c) reads pages without their owner's help, exact while no owner runs. A parked
+ * heap has no thread; the thread that abandons it (_ra_heap_reap_parked) holds this lock, and so
+ * does every walk from start to end. The reaper only try-locks it: a walk's callbacks may allocate
+ * and so reach a purge pass. */
+static ra_lock_t walk_lock = RA_LOCK_INIT;
+void _ra_walk_lock(void) { _ra_lock(&walk_lock); }
+void _ra_walk_unlock(void) { _ra_unlock(&walk_lock); }
+
+/* More parked heaps than this (a pool of threads ending at once) are abandoned at once. */
+#define PARKED_MAX 64
+
+#if !defined(_WIN32)
+/* The heap of the first block a thread freed before it had a heap of its own: a thread that starts
+ * by freeing what an exited thread left (a worker taking over a request) takes that thread's heap,
+ * and its frees into it are then local. Only a hint: checked against the parked list. */
+static __thread ra_heap_t *heir_hint __attribute__((tls_model(RA_TLS_MODEL)));
+void _ra_heap_note_free(ra_heap_t *owner) {
+  if (heir_hint == NULL) heir_hint = owner;
+}
+static ra_heap_t *heir_take(void) {
+  ra_heap_t *h = heir_hint;
+  heir_hint = NULL;
+  return h;
+}
+#else
+void _ra_heap_note_free(ra_heap_t *owner) { (void)owner; }
+static ra_heap_t *heir_take(void) { return NULL; }
+#endif
 
 size_t _ra_heap_live(void) { return atomic_load_explicit(&heaps_live, memory_order_relaxed); }
 
@@ -94,6 +132,9 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  /* A walk or a reap in another thread does not exist here (a reaped heap it held is lost, as a
+   * heap whose thread was exiting is). */
+  _ra_lock_init(&walk_lock);
   /* Only the forking thread lives on: the other heaps are orphans. */
   atomic_store_explicit(&heaps_live, _ra_heap_current() != &_ra_heap_empty ? 1 : 0, memory_order_relaxed);
   _ra_chunk_fork_child();
@@ -118,26 +159,48 @@ ra_heap_t *_ra_heap_get_slow(void) {
   ra_heap_t *h = _ra_heap_current();
   if (h != &_ra_heap_empty) return h;
   _ra_init();
+  ra_heap_t *want = heir_take();
   _ra_lock(&heap_lock);
-  h = heap_pool;
-  if (h != NULL) heap_pool = h->next_pool;
+  /* An exited thread's heap first: the one this thread freed into, else the latest parked (its
+   * memory is the likeliest in cache). */
+  ra_heap_t **link = &heaps_parked;
+  if (want != NULL) {
+    while (*link != NULL && *link != want) link = &(*link)->next_pool;
+    if (*link == NULL) link = &heaps_parked;
+  }
+  h = *link;
+  if (h != NULL) {
+    *link = h->next_pool;
+    atomic_store_explicit(&parked_count, atomic_load_explicit(&parked_count, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&h->parked, false, memory_order_relaxed);
+    h->next_pool = NULL;
+    h->generation++;
+    atomic_fetch_add_explicit(&heaps_live, 1, memory_order_relaxed);
+  }
   _ra_unlock(&heap_lock);
   if (h == NULL) {
-    h = _ra_arena_meta_alloc(sizeof *h);
-    if (h == NULL) return NULL;
+    _ra_lock(&heap_lock);
+    h = heap_pool;
+    if (h != NULL) heap_pool = h->next_pool;
+    _ra_unlock(&heap_lock);
+    if (h == NULL) {
+      h = _ra_arena_meta_alloc(sizeof *h);
+      if (h == NULL) return NULL;
+    }
+    heap_reset(h);
+    h->alive = true;
+    _ra_lock(&heap_lock);
+    h->prev_all = NULL;
+    h->next_all = heaps_all;
+    if (heaps_all) heaps_all->prev_all = h;
+    heaps_all = h;
+    atomic_fetch_add_explicit(&heaps_live, 1, memory_order_relaxed);
+    _ra_unlock(&heap_lock);
   }
-  heap_reset(h);
-  h->alive = true;
-  _ra_lock(&heap_lock);
-  h->prev_all = NULL;
-  h->next_all = heaps_all;
-  if (heaps_all) heaps_all->prev_all = h;
-  heaps_all = h;
-  _ra_unlock(&heap_lock);
   ra_assert_internal(_ra_heap_is_valid(h, RA_HEAP_LIVE));
   _ra_heap_set_current(h);
   _ra_thread_register(h);
-  atomic_fetch_add_explicit(&heaps_live, 1, memory_order_relaxed);
   _ra_purge_start_wanted(); /* the process's first heap starts the purger (purge.c) */
   return h;
 }
@@ -210,9 +273,9 @@ static void heap_abandon(ra_heap_t *heap) {
   if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
 }
 
-static void heap_thread_done(void *value) {
-  ra_heap_t *h = value;
-  if (h == NULL || h == &_ra_heap_empty) return;
+/* Abandon a heap no thread uses (its own thread, exiting, or a parked heap taken off the list) and
+ * recycle its struct. */
+static void heap_retire(ra_heap_t *h) {
   heap_abandon(h);
   if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
   _ra_lock(&heap_lock);
@@ -220,10 +283,77 @@ static void heap_thread_done(void *value) {
   else heaps_all = h->next_all;
   if (h->next_all) h->next_all->prev_all = h->prev_all;
   h->alive = false;
+  atomic_store_explicit(&h->parked, false, memory_order_relaxed);
   h->next_pool = heap_pool;
   heap_pool = h;
   _ra_unlock(&heap_lock);
-  if (atomic_fetch_sub_explicit(&heaps_live, 1, memory_order_relaxed) == 1) _ra_purge_stop();
+}
+
+/* Abandon the parked heaps that have waited `delay` ms (all with force), holding walk_lock. Any
+ * thread may: a heap taken off the parked list belongs to it alone. True when parked heaps are
+ * left. */
+static bool reap_parked(uint64_t now, uint64_t delay, bool force) {
+  _ra_lock(&heap_lock);
+  /* Newest first: the heaps old enough are the list's tail. */
+  ra_heap_t **link = &heaps_parked;
+  while (*link != NULL && !force && now < (*link)->parked_ms + delay) link = &(*link)->next_pool;
+  ra_heap_t *todo = *link;
+  *link = NULL;
+  size_t n = 0;
+  for (ra_heap_t *h = todo; h != NULL; h = h->next_pool) n++;
+  size_t left = atomic_load_explicit(&parked_count, memory_order_relaxed) - n;
+  atomic_store_explicit(&parked_count, left, memory_order_relaxed);
+  _ra_unlock(&heap_lock);
+  for (ra_heap_t *h = todo, *next; h != NULL; h = next) {
+    next = h->next_pool;
+    h->next_pool = NULL;
+    heap_retire(h);
+  }
+  return left != 0;
+}
+
+bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
+  if (atomic_load_explicit(&parked_count, memory_order_relaxed) == 0) return false;
+  if (!_ra_trylock(&walk_lock)) return true; /* a walk is under way: a later pass */
+  bool left = reap_parked(now, delay, force);
+  _ra_unlock(&walk_lock);
+  return left;
+}
+
+/* Thread exit. The heap is parked when another thread with a heap lives on (whose purges, or the
+ * purger's, abandon it if no new thread takes it) and purging is on a delay; otherwise abandoned
+ * now, and the last thread abandons the parked heaps too. */
+static void heap_thread_done(void *value) {
+  ra_heap_t *h = value;
+  if (h == NULL || h == &_ra_heap_empty) return;
+  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
+  uint64_t now = delay > 0 ? _ra_now_ms() : 0;
+  _ra_lock(&heap_lock);
+  bool last = atomic_fetch_sub_explicit(&heaps_live, 1, memory_order_relaxed) == 1;
+  bool park = !last && delay > 0 && atomic_load_explicit(&parked_count, memory_order_relaxed) < PARKED_MAX;
+  if (park) {
+    /* No free of this thread's runs past here, and a new thread may take the heap at once. */
+    if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
+    h->parked_ms = now;
+    atomic_store_explicit(&h->parked, true, memory_order_relaxed);
+    h->next_pool = heaps_parked;
+    heaps_parked = h;
+    atomic_store_explicit(&parked_count, atomic_load_explicit(&parked_count, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+  }
+  _ra_unlock(&heap_lock);
+  if (park) {
+    _ra_purge_notify(); /* a later pass abandons it if no thread takes it */
+    return;
+  }
+  heap_retire(h);
+  if (last) {
+    /* Waits out a walk in another thread (this one is in no walk: it is exiting). */
+    _ra_lock(&walk_lock);
+    reap_parked(0, 0, true);
+    _ra_unlock(&walk_lock);
+    _ra_purge_stop();
+  }
 }
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */

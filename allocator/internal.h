@@ -352,6 +352,9 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
  *       timeline_lock (timeline_posix.c): a timeline row holds it across ra_stats_get. Never nested
  *       in each other.
+ *    2b. walk_lock (heap.c): each read of a walk (snapshot.c: the delayed lists gathered, a chunk
+ *       read, a page read again) holds it, never a callback or output; the abandoning of a parked
+ *       heap too, which only try-locks it, except a thread that waits it out holding nothing.
  *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
  *       no lock.
  *    4. abandoned_lock (chunk.c): the abandoned list. Nothing is locked under it.
@@ -431,15 +434,17 @@ struct ra_heap_s {
   ra_chunk_t *chunks;                      /* owned chunks with free slices */
   ra_chunk_t *chunks_full;                 /* owned chunks without */
   ra_heap_t *next_all, *prev_all;          /* every live heap (heap lock) */
-  ra_heap_t *next_pool;                    /* free heap structs (heap lock) */
+  ra_heap_t *next_pool;                    /* free heap structs, or parked heaps (heap lock) */
   uint32_t generation;                     /* bumped each time the struct is reused */
   uint32_t slow_calls;                     /* generic mallocs served from a page at hand */
   uint64_t next_page_purge_ms;             /* when to look at this heap's kept empty pages next */
   bool alive;
+  atomic_bool parked;                      /* its thread exited; kept whole for the next new thread */
   uint8_t protect_backoff;                 /* RAMALLOC_PROTECT_FREED under churn (chunk.c): frees */
   uint8_t protect_skip;                    /* to skip after a quick reuse, how many are left, and */
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
   uint64_t protect_quick_ms;               /* when the last quick reuse was seen (protect_skip) */
+  uint64_t parked_ms;                      /* when it was parked (heap lock) */
 };
 
 /* ---- Options ------------------------------------------------------------------------------------- */
@@ -628,6 +633,10 @@ extern size_t _ra_protect_freed;     /* RAMALLOC_PROTECT_FREED (largest block pr
 ra_heap_t *_ra_heap_get_slow(void);
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
+bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
+void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
+void _ra_walk_lock(void);                  /* held across each read of a walk (snapshot.c) */
+void _ra_walk_unlock(void);
 void _ra_init(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 /* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and

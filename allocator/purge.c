@@ -63,11 +63,13 @@ void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool fo
   }
 }
 
-/* One pass over the memory any thread may purge: abandoned chunks first (their empty pages become
- * free slices), then arenas and chunks. True when free memory is left waiting for a later pass. */
+/* One pass over the memory any thread may purge: parked heaps that no new thread took within half
+ * the delay are abandoned, abandoned chunks swept (their empty pages become free slices), then
+ * arenas and chunks purged. True when free memory is left waiting for a later pass. */
 static bool purge_pass(uint64_t now, uint64_t delay, bool force) {
+  bool parked = _ra_heap_reap_parked(now, delay / 2, force);
   _ra_chunk_sweep_abandoned();
-  return _ra_arena_purge(now, delay, force);
+  return _ra_arena_purge(now, delay, force) || parked;
 }
 
 /* Called on allocation slow paths. */

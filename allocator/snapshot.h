@@ -62,7 +62,9 @@ typedef struct ra_snapshot_s {
   ra_delayed_t delayed;
 } ra_snapshot_t;
 
-/* Start a walk: gather the heaps' delayed lists. */
+/* Start a walk: gather the heaps' delayed lists. Each read below (and the gathering) holds
+ * walk_lock (heap.c), under which no parked heap is abandoned; between reads, and while callbacks
+ * and output run, no lock is held. */
 void _ra_snapshot_begin(ra_snapshot_t *w);
 /* The next published chunk at or after slot *s of arena a, read into ci; *s moves past it. */
 bool _ra_snapshot_chunk_next(const ra_snapshot_t *w, ra_arena_t *a, size_t *s, ra_chunk_info_t *ci);

@@ -45,8 +45,7 @@ void _ra_stats_add_arena(ra_stats_t *st, ra_arena_t *a) {
 }
 
 static void stats_count_heap(ra_heap_t *h, void *arg) {
-  (void)h;
-  ((ra_stats_t *)arg)->heaps++;
+  if (!atomic_load_explicit(&h->parked, memory_order_relaxed)) ((ra_stats_t *)arg)->heaps++; /* threads' heaps */
 }
 
 void _ra_stats_begin(ra_stats_t *st) {
@@ -76,8 +75,8 @@ void _ra_stats_end(ra_stats_t *st) {
 
 void ra_stats_get(ra_stats_t *st) {
   ra_snapshot_t w;
-  _ra_stats_begin(st);
   _ra_snapshot_begin(&w);
+  _ra_stats_begin(st);
   for (size_t k = 0; k < st->arenas; k++) {
     ra_arena_t *a = _ra_arena_at(k);
     ra_chunk_info_t ci;

@@ -11,7 +11,7 @@ static void visit_page_fields(ra_visit_info_t *v, const ra_chunk_info_t *ci, con
   v->slice = pi->slice;
   v->class_index = pi->class_idx;
   v->block_size = pi->block_size;
-  v->owner = ci->owner;
+  v->owner = ci->abandoned ? NULL : ci->owner;
 }
 
 /* A page, then its blocks: the bitmap comes from a fresh read so that the page's counts and its
@@ -66,7 +66,7 @@ static bool visit_chunk(const ra_snapshot_t *w, const ra_chunk_info_t *ci, unsig
     v.arena = ci->arena->index;
     v.slot = ci->slot;
     v.committed = _ra_snapshot_chunk_committed(ci);
-    v.owner = ci->owner;
+    v.owner = ci->abandoned ? NULL : ci->owner;
     v.huge = huge;
     if (huge) {
       v.blocks_used = 1;

@@ -364,6 +364,30 @@ static void test_visit_sees_every_live_block_once(void **state) {
   track_reset();
 }
 
+static bool count_only(const ra_visit_info_t *v, void *arg) {
+  (void)v;
+  ++*(size_t *)arg;
+  return true;
+}
+static void discard_output(const char *text, size_t len, void *arg) {
+  (void)text;
+  *(size_t *)arg += len;
+}
+/* A chunk callback that walks again: statistics, a nested visit, a layout dump. */
+static bool walk_inside(const ra_visit_info_t *v, void *arg) {
+  (void)v;
+  (void)arg;
+  ra_stats_t st;
+  ra_stats_get(&st);
+  assert_true(st.chunks_in_use >= 1);
+  size_t n = 0, bytes = 0;
+  assert_true(ra_visit(RA_VISIT_ARENA, count_only, &n));
+  assert_true(n >= 1);
+  ra_dump_layout_out(discard_output, &bytes);
+  assert_true(bytes > 0);
+  return true;
+}
+
 static void test_visit_stops_and_allows_allocation(void **state) {
   (void)state;
   void *keep[64];
@@ -378,6 +402,8 @@ static void test_visit_stops_and_allows_allocation(void **state) {
   c.allocate_inside = true;
   assert_true(ra_visit(RA_VISIT_ALL, count_visit, &c));
   assert_true(c.live >= 64);
+  /* ... and so does reading the statistics, walking again, or dumping the layout inside them. */
+  assert_true(ra_visit(RA_VISIT_CHUNK, walk_inside, NULL));
   /* Kinds filter what is reported. */
   memset(&c, 0, sizeof c);
   assert_true(ra_visit(RA_VISIT_ARENA | RA_VISIT_PAGE, count_visit, &c));

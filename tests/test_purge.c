@@ -215,6 +215,50 @@ static void test_idle_thread_does_not_strand(void **state) {
   idle_thread_case(pt != NULL && *pt != 0);
 }
 
+/* A thread that exits with its blocks live leaves its heap parked for the next thread that starts
+ * (docs/design.md, "Threads"). When none starts and another thread frees those blocks, the memory
+ * must still come back on the clock: the parked heap is abandoned after half the delay, its chunks
+ * swept and purged. */
+enum { XN = 300000 };
+static void *allocate_and_exit(void *arg) {
+  (void)arg;
+  for (int i = 0; i < XN; i++) { /* about 150 MiB of 16 B - 1 KiB blocks */
+    size_t s = 16 + (size_t)i * 7919 % 1009;
+    blocks[i] = ra_malloc(s);
+    memset(blocks[i], 2, s);
+  }
+  return NULL;
+}
+
+static void test_exited_thread_memory_returns(void **state) {
+  (void)state;
+  const char *pt = getenv("RAMALLOC_PURGE_THREAD");
+  bool quiet = pt == NULL || *pt == 0 || atoi(pt) != 0; /* the purger runs: this thread stays quiet */
+  fresh_start();
+  size_t base = rss_kib();
+  pthread_t t;
+  pthread_create(&t, NULL, allocate_and_exit, NULL);
+  pthread_join(t, NULL);
+  size_t held = rss_kib();
+  for (int i = 0; i < XN; i++) ra_free(blocks[i]); /* remote frees into the exited thread's pages */
+  uint64_t t0 = now_ms(), waited;
+  size_t after;
+  do {
+    usleep(20 * 1000);
+    if (!quiet) {
+      void *p = ra_malloc(300 * 1024); /* a slow path of this thread */
+      ra_free(p);
+    }
+    after = rss_kib();
+    waited = now_ms() - t0;
+  } while (after >= base + 16 * 1024 && waited < 3000);
+  printf("exited thread (%s): VmRSS %zu KiB before, %zu KiB with its blocks live, %zu KiB %llu ms after they were "
+         "freed\n",
+         quiet ? "purger thread" : "slow paths", base, held, (size_t)after, (unsigned long long)waited);
+  assert_true(held > base + 100 * 1024);
+  assert_true(after < base + 16 * 1024);
+}
+
 static void test_collect_forces(void **state) {
   (void)state;
   for (int i = 0; i < 2000; i++) {
@@ -239,6 +283,7 @@ int main(void) {
     cmocka_unit_test(test_1gib_freed_goes_back),
     cmocka_unit_test(test_swings_keep_peak),
     cmocka_unit_test(test_idle_thread_does_not_strand),
+    cmocka_unit_test(test_exited_thread_memory_returns),
     cmocka_unit_test(test_collect_forces),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
