@@ -51,7 +51,7 @@ void _ra_walk_unlock(void) { _ra_unlock(&walk_lock); }
 /* More parked heaps than this (a pool of threads ending at once) are abandoned at once. */
 #define PARKED_MAX 64
 
-#if !defined(_WIN32)
+#if RA_HAS_THREAD_VARS
 /* The heap of the first block a thread freed before it had a heap of its own: a thread that starts
  * by freeing what an exited thread left (a worker taking over a request) takes that thread's heap,
  * and its frees into it are then local. Only a hint: checked against the parked list. */
