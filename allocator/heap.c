@@ -40,10 +40,11 @@ static atomic_size_t parked_count; /* written under heap_lock */
 static atomic_size_t heaps_live; /* threads with a heap (changed under heap_lock); the purger lives
                                     while this is not 0 */
 
-/* A walk (inspect.c) reads pages without their owner's help, exact while no owner runs. A parked
+/* A walk (snapshot.c) reads pages without their owner's help, exact while no owner runs. A parked
  * heap has no thread; the thread that abandons it (_ra_heap_reap_parked) holds this lock, and so
- * does every walk from start to end. The reaper only try-locks it: a walk's callbacks may allocate
- * and so reach a purge pass. */
+ * does each read of a walk (a chunk, a page again, the delayed lists; never a callback, which may
+ * allocate, walk again, or reach a purge pass). The reaper only try-locks it: a pass that finds a
+ * read under way leaves the parked heaps to a later pass. */
 static ra_lock_t walk_lock = RA_LOCK_INIT;
 void _ra_walk_lock(void) { _ra_lock(&walk_lock); }
 void _ra_walk_unlock(void) { _ra_unlock(&walk_lock); }
@@ -314,7 +315,7 @@ static bool reap_parked(uint64_t now, uint64_t delay, bool force) {
 
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
   if (atomic_load_explicit(&parked_count, memory_order_relaxed) == 0) return false;
-  if (!_ra_trylock(&walk_lock)) return true; /* a walk is under way: a later pass */
+  if (!_ra_trylock(&walk_lock)) return true; /* a walk is reading: a later pass */
   bool left = reap_parked(now, delay, force);
   _ra_unlock(&walk_lock);
   return left;
