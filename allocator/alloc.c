@@ -48,6 +48,16 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
   }
 }
 
+/* Out of memory (RAMALLOC_LIMIT reached, or the OS refused): memory held back for reuse may be what
+ * is missing: parked heaps of exited threads, abandoned chunks, free slices waiting out the purge
+ * delay, the calling heap's kept empty pages. Give all of it back (callers are at a safe point:
+ * nothing is held) and say whether that freed anything, so that one more try may succeed. */
+static RA_NOINLINE bool reclaim_for_retry(void) {
+  size_t before = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
+  ra_collect(true);
+  return atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed) < before;
+}
+
 static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   if (RA_UNLIKELY(heap == &_ra_heap_empty)) {
     heap = _ra_heap_get_slow();
@@ -66,6 +76,7 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
     }
     bool is_zero;
     void *p = _ra_huge_alloc(size, 0, &is_zero);
+    if (p == NULL && reclaim_for_retry()) p = _ra_huge_alloc(size, 0, &is_zero);
     if (p == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -81,6 +92,7 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
   if (page == NULL || page->free == NULL || (++heap->slow_calls & 63) == 0) {
     _ra_purge_maybe(heap);
     page = _ra_page_find_free(heap, cls);
+    if (RA_UNLIKELY(page == NULL) && reclaim_for_retry()) page = _ra_page_find_free(heap, cls);
     if (RA_UNLIKELY(page == NULL)) {
       errno = ENOMEM;
       return NULL;
@@ -233,6 +245,7 @@ static void *malloc_aligned(size_t align, size_t size) {
   }
   bool is_zero;
   void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
+  if (p == NULL && reclaim_for_retry()) p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
   if (p == NULL) {
     errno = ENOMEM;
   } else {

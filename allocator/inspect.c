@@ -108,8 +108,8 @@ static const field_t heap_fields[] = {
   FIELD(ra_heap_t, delayed_free), FIELD(ra_heap_t, chunks), FIELD(ra_heap_t, chunks_full),
   FIELD(ra_heap_t, next_all),   FIELD(ra_heap_t, prev_all), FIELD(ra_heap_t, next_pool),
   FIELD(ra_heap_t, generation), FIELD(ra_heap_t, slow_calls), FIELD(ra_heap_t, next_page_purge_ms),
-  FIELD(ra_heap_t, alive),      FIELD(ra_heap_t, protect_backoff), FIELD(ra_heap_t, protect_skip),
-  FIELD(ra_heap_t, clock_ms32), FIELD(ra_heap_t, protect_quick_ms), FIELD(ra_heap_t, parked),
+  FIELD(ra_heap_t, alive),      FIELD(ra_heap_t, parked),   FIELD(ra_heap_t, protect_backoff),
+  FIELD(ra_heap_t, protect_skip), FIELD(ra_heap_t, clock_ms32), FIELD(ra_heap_t, protect_quick_ms),
   FIELD(ra_heap_t, parked_ms),
 };
 
