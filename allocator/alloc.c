@@ -48,14 +48,21 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
   }
 }
 
-/* Out of memory (RAMALLOC_LIMIT reached, or the OS refused): memory held back for reuse may be what
- * is missing: parked heaps of exited threads, abandoned chunks, free slices waiting out the purge
- * delay, the calling heap's kept empty pages. Give all of it back (callers are at a safe point:
- * nothing is held) and say whether that freed anything, so that one more try may succeed. */
-static RA_NOINLINE bool reclaim_for_retry(void) {
+/* An allocation failed. When a commit was refused meanwhile (RAMALLOC_LIMIT reached, or the OS out
+ * of memory), memory held back for reuse may be what is missing: parked heaps of exited threads,
+ * abandoned chunks, free memory waiting out the purge delay, the calling heap's kept empty pages.
+ * Give all of it back (callers are at a safe point: nothing is held) and say whether that lowered
+ * the committed bytes, so that one more try may succeed. A request that failed for want of address
+ * space (or being too big) changes nothing: freed memory stays reserved, so this cannot help it. */
+static RA_NOINLINE bool reclaim_for_retry(size_t failures_before) {
+  if (atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed) == failures_before) return false;
   size_t before = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
   ra_collect(true);
   return atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed) < before;
+}
+
+static inline size_t commit_failures(void) {
+  return atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed);
 }
 
 static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
@@ -75,8 +82,9 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
       return NULL;
     }
     bool is_zero;
+    size_t fails = commit_failures();
     void *p = _ra_huge_alloc(size, 0, &is_zero);
-    if (p == NULL && reclaim_for_retry()) p = _ra_huge_alloc(size, 0, &is_zero);
+    if (p == NULL && reclaim_for_retry(fails)) p = _ra_huge_alloc(size, 0, &is_zero);
     if (p == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -91,8 +99,9 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
    * the clock; the purge check runs when pages must be found or made, and every 64th call. */
   if (page == NULL || page->free == NULL || (++heap->slow_calls & 63) == 0) {
     _ra_purge_maybe(heap);
+    size_t fails = commit_failures();
     page = _ra_page_find_free(heap, cls);
-    if (RA_UNLIKELY(page == NULL) && reclaim_for_retry()) page = _ra_page_find_free(heap, cls);
+    if (RA_UNLIKELY(page == NULL) && reclaim_for_retry(fails)) page = _ra_page_find_free(heap, cls);
     if (RA_UNLIKELY(page == NULL)) {
       errno = ENOMEM;
       return NULL;
@@ -244,8 +253,9 @@ static void *malloc_aligned(size_t align, size_t size) {
     return NULL;
   }
   bool is_zero;
+  size_t fails = commit_failures();
   void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
-  if (p == NULL && reclaim_for_retry()) p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
+  if (p == NULL && reclaim_for_retry(fails)) p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
   if (p == NULL) {
     errno = ENOMEM;
   } else {

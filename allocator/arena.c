@@ -48,11 +48,15 @@ static bool commit_charge(size_t size) {
 }
 
 int _ra_mem_commit(void *addr, size_t size) {
-  if (!commit_charge(size)) return ENOMEM;
+  if (!commit_charge(size)) {
+    counter_add(&_ra_counters.commit_failures, 1);
+    return ENOMEM;
+  }
   bool zero;
   int err = _ra_os_commit(addr, size, &zero);
   counter_add(&_ra_counters.commit_calls, 1);
   if (err != RA_OS_OK) {
+    counter_add(&_ra_counters.commit_failures, 1);
     atomic_fetch_sub_explicit(&_ra_counters.committed, size, memory_order_relaxed);
     return err;
   }

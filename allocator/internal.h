@@ -482,6 +482,7 @@ enum { RA_ON_ERROR_ABORT = 0, RA_ON_ERROR_WARN = 1 };
 typedef struct ra_counters_s {
   _Atomic(size_t) reserved, committed, committed_peak, purged;
   _Atomic(size_t) reserve_calls, commit_calls, decommit_calls, reset_calls, protect_calls, release_calls;
+  _Atomic(size_t) commit_failures; /* commits refused: RAMALLOC_LIMIT, or the OS (alloc.c retries) */
 } ra_counters_t;
 
 /* ---- Cross-file prototypes, by defining file ----------------------------------------------------- */
