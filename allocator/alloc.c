@@ -42,7 +42,8 @@ static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
 /* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
  * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  if (!page->free_is_zero) {
+  /* p is NULL only when pop_corrupted found no block elsewhere (out of memory). */
+  if (!page->free_is_zero && RA_LIKELY(p != NULL)) {
     RA_ANN_OPEN(p, size); /* the whole span is still out of bounds to the tools */
     memset(p, 0, size);
   }
