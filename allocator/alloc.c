@@ -49,6 +49,10 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
   }
 }
 
+static inline size_t commit_failures(void) {
+  return atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed);
+}
+
 /* An allocation failed. When a commit was refused meanwhile (RAMALLOC_LIMIT reached, or the OS out
  * of memory), memory held back for reuse may be what is missing: parked heaps of exited threads,
  * abandoned chunks, free memory waiting out the purge delay, the calling heap's kept empty pages.
@@ -56,14 +60,10 @@ static inline void block_zero(ra_page_t *page, void *p, size_t size) {
  * the committed bytes, so that one more try may succeed. A request that failed for want of address
  * space (or being too big) changes nothing: freed memory stays reserved, so this cannot help it. */
 static RA_NOINLINE bool reclaim_for_retry(size_t failures_before) {
-  if (atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed) == failures_before) return false;
+  if (commit_failures() == failures_before) return false;
   size_t before = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
   ra_collect(true);
   return atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed) < before;
-}
-
-static inline size_t commit_failures(void) {
-  return atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed);
 }
 
 static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {

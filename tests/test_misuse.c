@@ -683,41 +683,54 @@ static void sc_corrupt_overflow(void) {
 
 /* A block freed by another thread (it waits on the page's remote list) is written to; the owner
  * meets the corruption when it collects that list. */
+/* The remote-list scenarios: REMOTE_LIVE blocks of SZ_CORRUPT, each filled with its own pattern;
+ * another thread then frees one or two of the last ones. */
+enum { REMOTE_LIVE = 8, REMOTE_MORE = 4096 };
+static void remote_setup(void *live[REMOTE_LIVE]) {
+  for (int j = 0; j < REMOTE_LIVE; j++) {
+    live[j] = A_MALLOC(SZ_CORRUPT);
+    CHECK(live[j], "malloc failed");
+    fill(live[j], SZ_CORRUPT, (unsigned)j);
+  }
+}
+static void remote_run(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, fn, arg) == 0, "pthread_create failed");
+  pthread_join(t, NULL);
+}
+/* Allocate until the page's local list runs dry and the remote list is collected and met (a page of
+ * this class holds under 200 blocks, so a few thousand allocations always get there), writing each
+ * block as a program would. None of the first `keep` live blocks is handed out again, no block is
+ * handed out twice, the live blocks keep their content, and the heap is valid afterwards. */
+static void remote_expect_sound(void *live[REMOTE_LIVE], int keep, const char *what) {
+  static void *more[REMOTE_MORE];
+  for (int i = 0; i < REMOTE_MORE; i++) {
+    more[i] = A_MALLOC(SZ_CORRUPT);
+    CHECK(more[i] != NULL, "malloc failed");
+    memset(more[i], 0x55, SZ_CORRUPT);
+    for (int j = 0; j < keep; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
+  }
+  after_misuse("malloc");
+  for (int i = 0; i < REMOTE_MORE; i++)
+    for (int k = i + 1; k < REMOTE_MORE; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
+  for (int i = 0; i < REMOTE_MORE; i++) A_FREE(more[i]);
+  for (int j = 0; j < keep; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
+  for (int j = 0; j < keep; j++) A_FREE(live[j]);
+  expect_valid(what);
+}
+
 static void *remote_free(void *p) {
   A_FREE(p);
   return NULL;
 }
 static void sc_corrupt_remote_list(void) {
-  enum { N = 8 };
-  void *live[N];
-  for (int j = 0; j < N; j++) {
-    live[j] = A_MALLOC(SZ_CORRUPT);
-    CHECK(live[j], "malloc failed");
-    fill(live[j], SZ_CORRUPT, (unsigned)j);
-  }
-  void *victim = live[N - 1];
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, remote_free, victim) == 0, "pthread_create failed");
-  pthread_join(t, NULL);
+  void *live[REMOTE_LIVE];
+  remote_setup(live);
+  void *victim = live[REMOTE_LIVE - 1];
+  remote_run(remote_free, victim);
   memcpy(launder(victim), &garbage, sizeof garbage);
   expect_near("free list corrupted (write after free or overflow) near", victim);
-  /* allocate until the page's local list runs dry and the remote list is collected: a page of
-   * this class holds under 200 blocks, so a few thousand allocations always get there */
-  enum { M = 4096 };
-  static void *more[M];
-  for (int i = 0; i < M; i++) {
-    more[i] = A_MALLOC(SZ_CORRUPT);
-    CHECK(more[i] != NULL, "malloc failed");
-    for (int j = 0; j < N - 1; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
-  }
-  after_misuse("malloc");
-  for (int i = 0; i < M; i++)
-    for (int k = i + 1; k < M; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
-  const int n = M;
-  for (int i = 0; i < n; i++) A_FREE(more[i]);
-  for (int j = 0; j < N - 1; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
-  for (int j = 0; j < N - 1; j++) A_FREE(live[j]);
-  expect_valid("after a corrupted remote list");
+  remote_expect_sound(live, REMOTE_LIVE - 1, "after a corrupted remote list");
 }
 
 /* A block freed twice by another thread: both frees wait on the page's remote list, which now
@@ -729,36 +742,14 @@ static void *remote_free_twice(void *p) {
   return NULL;
 }
 static void sc_corrupt_remote_double_free(void) {
-  enum { N = 8 };
-  void *live[N];
-  for (int j = 0; j < N; j++) {
-    live[j] = A_MALLOC(SZ_CORRUPT);
-    CHECK(live[j], "malloc failed");
-    fill(live[j], SZ_CORRUPT, (unsigned)j);
-  }
-  void *victim = live[N - 1];
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, remote_free_twice, victim) == 0, "pthread_create failed");
-  pthread_join(t, NULL);
+  void *live[REMOTE_LIVE];
+  remote_setup(live);
+  void *victim = live[REMOTE_LIVE - 1];
+  remote_run(remote_free_twice, victim);
   expect_near("free list corrupted (write after free or overflow) near", victim);
-  /* allocate until the remote list is collected and the victim met twice (a page of this class
-   * holds under 200 blocks) */
-  enum { M = 4096 };
-  static void *more[M];
-  for (int i = 0; i < M; i++) {
-    more[i] = A_MALLOC(SZ_CORRUPT);
-    CHECK(more[i] != NULL, "malloc failed");
-    memset(more[i], 0x55, SZ_CORRUPT);
-    for (int j = 0; j < N - 1; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
-  }
-  after_misuse("malloc");
-  for (int i = 0; i < M; i++)
-    for (int k = i + 1; k < M; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
-  for (int i = 0; i < M; i++) A_FREE(more[i]);
-  for (int j = 0; j < N - 1; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
-  for (int j = 0; j < N - 1; j++) A_FREE(live[j]);
-  expect_valid("after a block freed twice by another thread");
+  remote_expect_sound(live, REMOTE_LIVE - 1, "after a block freed twice by another thread");
 }
+
 /* The same with another block of the page freed between the two frees: the remote list then loops
  * through the victim and that block. The owner takes the list whole and meets the victim again only
  * after handing it out, when its link has been cleared: that block must not be handed out again. */
@@ -770,33 +761,12 @@ static void *remote_free_twice_apart(void *arg) {
   return NULL;
 }
 static void sc_corrupt_remote_double_free_apart(void) {
-  enum { N = 8 };
-  void *live[N];
-  for (int j = 0; j < N; j++) {
-    live[j] = A_MALLOC(SZ_CORRUPT);
-    CHECK(live[j], "malloc failed");
-    fill(live[j], SZ_CORRUPT, (unsigned)j);
-  }
-  void *pair[2] = {live[N - 1], live[N - 2]};
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, remote_free_twice_apart, pair) == 0, "pthread_create failed");
-  pthread_join(t, NULL);
+  void *live[REMOTE_LIVE];
+  remote_setup(live);
+  void *pair[2] = {live[REMOTE_LIVE - 1], live[REMOTE_LIVE - 2]};
+  remote_run(remote_free_twice_apart, pair);
   expect_near("free list corrupted (write after free or overflow) near", pair[0]);
-  enum { M = 4096 };
-  static void *more[M];
-  for (int i = 0; i < M; i++) {
-    more[i] = A_MALLOC(SZ_CORRUPT);
-    CHECK(more[i] != NULL, "malloc failed");
-    memset(more[i], 0x55, SZ_CORRUPT);
-    for (int j = 0; j < N - 2; j++) CHECK(more[i] != live[j], "live block %p handed out again", live[j]);
-  }
-  after_misuse("malloc");
-  for (int i = 0; i < M; i++)
-    for (int k = i + 1; k < M; k++) CHECK(more[i] != more[k], "%p handed out twice", more[i]);
-  for (int i = 0; i < M; i++) A_FREE(more[i]);
-  for (int j = 0; j < N - 2; j++) CHECK(intact(live[j], SZ_CORRUPT, (unsigned)j), "live block overwritten");
-  for (int j = 0; j < N - 2; j++) A_FREE(live[j]);
-  expect_valid("after a block freed twice by another thread, another block between");
+  remote_expect_sound(live, REMOTE_LIVE - 2, "after a block freed twice by another thread, another block between");
 }
 #endif
 
