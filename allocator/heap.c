@@ -1,4 +1,4 @@
-/* Thread heaps and process initialisation. Each thread finds its heap through one initial-exec TLS
+/* Thread heaps. Each thread finds its heap through one initial-exec TLS
  * slot; until its first allocation the slot points at a static empty heap whose pages have no free
  * blocks, so the fast path needs no "initialised?" test. Heap structs live in arena metadata and
  * are recycled.
@@ -23,14 +23,8 @@ uintptr_t _ra_key; /* free-list link secret, set once before the first block exi
 static ra_lock_t init_lock = RA_LOCK_INIT;
 static atomic_bool initialised;
 
-/* What the options do at load and exit (RAMALLOC_SHOW_STATS, RAMALLOC_DUMP_LAYOUT, the dump
- * signal, the timeline) runs from constructors that nothing calls; a static link takes an object
- * from an archive only when something refers to it, so process start-up refers to them here. */
-#if RA_HAS_PROFILER
-__attribute__((used)) static const char *const start_hooks[] = {&_ra_inspect_linked, &_ra_timeline_linked};
-#else
-__attribute__((used)) static const char *const start_hooks[] = {&_ra_inspect_linked};
-#endif
+/* Keeps init.c (start-up, fork, exit: nothing calls it) in a static link from an archive. */
+__attribute__((used)) static const char *const init_anchor = &_ra_init_linked;
 
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
@@ -74,8 +68,9 @@ size_t _ra_heap_live(void) { return atomic_load_explicit(&heaps_live, memory_ord
 
 static void heap_thread_done(void *value);
 
-/* Once per process, before the first heap. Allocates nothing: getenv, open/read and the thread
- * layer's key creation (glibc keeps the first keys in the thread descriptor) are safe here. */
+/* Once per process, before the first heap (from the first malloc, or from init.c's constructor,
+ * whichever comes first). Allocates nothing: getenv, open/read and the thread layer's key creation
+ * (glibc keeps the first keys in the thread descriptor) are safe here. */
 void _ra_init(void) {
   if (atomic_load_explicit(&initialised, memory_order_acquire)) return;
   _ra_lock(&init_lock);
@@ -108,44 +103,15 @@ void _ra_init(void) {
   _ra_unlock(&init_lock);
 }
 
-/* fork(): the child must not inherit a lock another thread held. Every allocator lock is taken
- * before the fork, in the order the allocator nests them (heap list, abandoned list, metadata,
- * arenas, chunks), and released in both processes after it. In the child only the forking thread
- * lives on: other threads' chunks stay owned by their (dead) heaps, and frees into them go to the
- * pages' remote lists, which is safe; a remote free that was half-way through a delayed free is
- * undone (_ra_chunk_fork_child). */
-static void fork_prepare(void) {
-  _ra_lock(&heap_lock);
-  _ra_chunk_fork_prepare();
-  _ra_arena_fork_prepare();
-  _ra_chunk_fork_lock_all();
-}
-
-static void fork_release_common(void) {
-  _ra_arena_fork_release();
-  _ra_chunk_fork_release();
-  _ra_unlock(&heap_lock);
-}
-
-static void fork_parent(void) {
-  _ra_chunk_fork_unlock_all();
-  fork_release_common();
-}
-
-static void fork_child(void) {
-  /* A walk or a reap in another thread does not exist here (a reaped heap it held is lost, as a
-   * heap whose thread was exiting is). */
+/* fork() (init.c runs the handlers in the lock order): the heap list is held across it. In the
+ * child only the forking thread lives on; a walk or a reap in another thread does not exist there
+ * (a reaped heap it held is lost, as a heap whose thread was exiting is). */
+void _ra_heap_fork_prepare(void) { _ra_lock(&heap_lock); }
+void _ra_heap_fork_release(void) { _ra_unlock(&heap_lock); }
+void _ra_heap_fork_child(void) {
   _ra_lock_init(&walk_lock);
-  /* Only the forking thread lives on: the other heaps are orphans. */
+  /* The other heaps are orphans. */
   atomic_store_explicit(&heaps_live, _ra_heap_current() != &_ra_heap_empty ? 1 : 0, memory_order_relaxed);
-  _ra_chunk_fork_child();
-  _ra_purge_fork_child();
-  fork_release_common();
-}
-
-__attribute__((constructor)) static void ra_process_init(void) {
-  _ra_init();
-  _ra_thread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 static void heap_reset(ra_heap_t *h) {

@@ -49,7 +49,7 @@ static void *dumper_main(void *arg) {
 /* A child made by fork() has no dumper thread: it drops the pipe it shares with its parent (so its
  * signals do not make the parent dump), and the signal then does nothing. A program it execs sets
  * up its own. */
-static void dumper_after_fork_child(void) {
+void _ra_inspect_fork_child(void) {
   if (dump_pipe[0] >= 0) close(dump_pipe[0]);
   if (dump_pipe[1] >= 0) close(dump_pipe[1]);
   dump_pipe[0] = dump_pipe[1] = -1;
@@ -78,7 +78,6 @@ static void dumper_start(int sig) {
               err != 0 ? "start the dumper thread" : "install the handler");
     return;
   }
-  pthread_atfork(NULL, NULL, dumper_after_fork_child);
 }
 
 /* ---- At exit -------------------------------------------------------------------------------------- */
@@ -87,11 +86,8 @@ static void dumper_start(int sig) {
  * out (coreutils' close_stdout does, from its atexit handler). */
 static int stats_fd = -1;
 
-const char _ra_inspect_linked = 1; /* internal.h */
-
-/* At load time: pthread_create may allocate, which is safe here and not inside malloc. */
-__attribute__((constructor)) static void inspect_init(void) {
-  _ra_init();
+/* At load time (init.c): pthread_create may allocate, which is safe here and not inside malloc. */
+void _ra_inspect_start(void) {
   if (_ra_option(RA_OPT_SHOW_STATS)) {
     stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
     if (stats_fd < 0) stats_fd = 2;
@@ -100,6 +96,4 @@ __attribute__((constructor)) static void inspect_init(void) {
   if (sig > 0) dumper_start(sig);
 }
 
-/* A destructor runs after every atexit handler and, for a preloaded library, after the destructors
- * of the program's own libraries: the figures are those of the process's very end. */
-__attribute__((destructor)) static void inspect_exit(void) { _ra_inspect_at_exit(stats_fd); }
+void _ra_inspect_end(void) { _ra_inspect_at_exit(stats_fd); }

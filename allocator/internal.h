@@ -366,14 +366,11 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *       the RAMALLOC_LIMIT purge pass of commit_charge (arena.c), which only try-locks.
  *    8. prof_lock (prof_posix.c): the sample tables; a leaf, taken on malloc and free with no
  *       other allocator lock held (and under snap_lock).
- * fork: heap.c's prepare handler takes 3, 4, 5, every arena lock (6) and every published page
- * chunk's lock (7) in that order, and its parent and child handlers release them (the child's
- * also puts pages left in RA_DELAY_FREEING back to RA_DELAY_USE, _ra_chunk_fork_child).
- * prof_posix.c's handlers, registered by that file's own constructor, take and release 8; which
- * of the two prepare handlers runs first depends on the order of the constructors, and either is
- * safe since no thread holds 8 together with 3 to 7. Not held across fork: 1 and 2 (the child
- * re-initialises timeline_lock; a fork in the middle of a layout dump leaves snap_lock held in
- * the child).
+ * fork: init.c's one prepare handler takes 3, 4, 5, every arena lock (6), every published page
+ * chunk's lock (7) and 8, in that order, and its parent and child handlers release them (the
+ * child's also puts pages left in RA_DELAY_FREEING back to RA_DELAY_USE, _ra_chunk_fork_child).
+ * Not held across fork: 1 and 2 (the child re-initialises snap_lock, timeline_lock and walk_lock:
+ * a dump, a row or a walk under way in another thread does not exist there).
  *
  * Page delay states (ra_delay_t, the low bits of page->xfree): who moves a page from which state to
  * which.
@@ -638,7 +635,9 @@ bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
 void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
 void _ra_walk_lock(void);                  /* held across each read of a walk (snapshot.c) */
 void _ra_walk_unlock(void);
-void _ra_init(void);
+void _ra_heap_fork_prepare(void);      /* init.c's fork handlers: the heap list */
+void _ra_heap_fork_release(void);
+void _ra_heap_fork_child(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
 /* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and
  * direct[]. Owner only. RA_HEAP_AT_REST (the validator: no other thread frees into the heap now)
@@ -670,13 +669,17 @@ void _ra_purge_fork_child(void);
 void _ra_inspect_dump_configured(unsigned serial, const char *reason);
 void _ra_inspect_at_exit(int stats_fd); /* RAMALLOC_SHOW_STATS to stats_fd, RAMALLOC_DUMP_LAYOUT */
 
-/* inspect_posix.c / inspect_windows.c: the exit hook (a destructor on POSIX) and the
- * RAMALLOC_DUMP_SIGNAL dumper thread (POSIX), set up at load time */
-/* Defined beside a constructor that nothing calls (inspect_posix.c / inspect_windows.c, and
- * timeline_posix.c): heap.c refers to them, so that a static link that takes the allocator from an
- * archive takes those objects too. */
-extern const char _ra_inspect_linked;
-extern const char _ra_timeline_linked; /* with RA_HAS_PROFILER */
+/* heap.c: the settings, once per process before the first heap (allocates nothing). init.c runs
+ * it at load, then the rest of start-up; fork and exit are init.c's too. */
+void _ra_init(void);
+extern const char _ra_init_linked; /* init.c; heap.c refers to it so that a static link keeps it */
+
+/* inspect_posix.c / inspect_windows.c, from init.c: at load the copy of stderr for
+ * RAMALLOC_SHOW_STATS and the RAMALLOC_DUMP_SIGNAL dumper thread (POSIX); at exit the statistics
+ * and the layout dump; in a fork's child, the dumper's pipe dropped. */
+void _ra_inspect_start(void);
+void _ra_inspect_end(void);
+void _ra_inspect_fork_child(void); /* with RA_HAS_FORK */
 
 /* prof_posix.c: the sampling heap profiler (docs/profiling.md). POSIX only; on Windows the hooks
  * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists, and
@@ -690,6 +693,10 @@ extern const char _ra_timeline_linked; /* with RA_HAS_PROFILER */
 static inline void _ra_prof_note(void *p, size_t size) { (void)p; (void)size; }
 static inline void _ra_prof_free(void *block) { (void)block; }
 static inline void _ra_prof_init(void) {}
+static inline void _ra_prof_start(void) {}
+static inline void _ra_prof_end(void) {}
+static inline void _ra_timeline_start(void) {}
+static inline void _ra_timeline_end(void) {}
 static inline bool _ra_prof_sites_begin(void) { return false; }
 static inline void _ra_prof_sites_end(void) {}
 static inline uint32_t _ra_prof_range_site(uintptr_t lo, uintptr_t hi, size_t *bytes) {
@@ -706,6 +713,16 @@ static inline void _ra_prof_sites_json(void (*emit)(void *arg, const char *text)
 extern bool _ra_prof_route;
 extern __thread int64_t _ra_prof_countdown __attribute__((tls_model(RA_TLS_MODEL)));
 void _ra_prof_init(void);                    /* from _ra_init: sets _ra_prof_route */
+void _ra_prof_start(void);                   /* init.c, at load: the tables and the unwinder */
+void _ra_prof_end(void);                     /* init.c, at exit: the profile file, the leak report */
+void _ra_prof_fork_prepare(void);            /* init.c's fork handlers: prof_lock */
+void _ra_prof_fork_parent(void);
+void _ra_prof_fork_child(void);
+/* timeline_posix.c (RAMALLOC_TIMELINE), from init.c: its thread at load, a last row at exit; a
+ * fork's child has no timeline. */
+void _ra_timeline_start(void);
+void _ra_timeline_end(void);
+void _ra_timeline_fork_child(void);
 void _ra_prof_sample(void *p, size_t size);  /* the countdown crossed zero */
 void _ra_prof_free(void *block);             /* a block of a sampled page, or a huge block, is freed */
 void _ra_prof_dump_configured(unsigned serial);

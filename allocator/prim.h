@@ -7,7 +7,7 @@
  *   clocks       _ra_now_ms (monotonic), _ra_wall_ms (since 1970, for the dumps), _ra_process_id
  *   threads      a callback at thread exit, fork hooks, the allocator's own thread, sleeping on a
  *                word (thread_posix.c, thread_windows.c)
- *   features     RA_HAS_PROFILER (the heap profiler and the timeline need POSIX),
+ *   features     RA_HAS_PROFILER (the heap profiler and the timeline need POSIX), RA_HAS_FORK,
  *                RA_HAS_THREAD_VARS (__thread variables that never allocate), RA_HIDDEN_BEGIN
  *                and RA_HIDDEN_END (symbol visibility where the object format has it),
  *                RA_PRINTF_FORMAT (the printf dialect the format checks follow)

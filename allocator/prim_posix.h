@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #define RA_HAS_PROFILER 1
+#define RA_HAS_FORK 1
 #define RA_HAS_THREAD_VARS 1 /* __thread variables, set up without allocating */
 #define RA_PRINTF_FORMAT printf /* the format checks of _ra_fmt and _ra_write */
 

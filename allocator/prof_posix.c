@@ -457,18 +457,15 @@ static int own_ranges_cb(struct dl_phdr_info *info, size_t size, void *arg) {
   return 1;
 }
 
-static void fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
-static void fork_release(void) { pthread_mutex_unlock(&prof_lock); }
-static void fork_child(void);
+void _ra_prof_fork_prepare(void) { pthread_mutex_lock(&prof_lock); }
+void _ra_prof_fork_parent(void) { pthread_mutex_unlock(&prof_lock); }
 
 /* The leak report goes to a copy of stderr made at load time: programs may close stderr on their
  * way out. */
 static int report_fd = 2;
 
-/* At load time (a constructor of this file, so that a static program that links the profiler runs
- * it too; dlopen and the first unwind may allocate, which is safe here). */
-__attribute__((constructor)) static void prof_start(void) {
-  _ra_init();
+/* At load time (init.c; dlopen and the first unwind may allocate, which is safe here). */
+void _ra_prof_start(void) {
   if (!_ra_prof_route) return;
   void *m = mmap(NULL, sizeof(tables_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
@@ -502,7 +499,6 @@ __attribute__((constructor)) static void prof_start(void) {
   void *warm[8];
   unwind(warm, 8);
   in_prof = false;
-  pthread_atfork(fork_prepare, fork_release, fork_child);
   _ra_verbose("ramalloc: profiler on: one sample per %llu bytes on average, stacks from %s\n",
               (unsigned long long)rate, unwinder_name);
   atomic_store_explicit(&prof_ready, true, memory_order_release);
@@ -718,9 +714,8 @@ static void leak_report(int fd) {
   wflush(&w);
 }
 
-/* At exit: a destructor runs after every atexit handler and, for a preloaded library, after the
- * destructors of the program's own libraries. */
-__attribute__((destructor)) static void prof_at_exit(void) {
+/* At exit (init.c). */
+void _ra_prof_end(void) {
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire)) return;
   in_prof = true; /* nothing more is sampled on this thread */
   if (_ra_option(RA_OPT_PROFILE) > 0 || _ra_option_str(RA_OPT_PROFILE_FILE) != NULL) write_profile_file(0);
@@ -797,7 +792,7 @@ bool _ra_prof_sites_begin(void) {
  * exist there, so the child's own dumps must not wait for it. (snap_lock is not taken in the fork's
  * prepare: a dump holds it while it takes the allocator's locks, which the prepare of the
  * allocator's own handlers may already hold.) */
-static void fork_child(void) {
+void _ra_prof_fork_child(void) {
   pthread_mutex_unlock(&prof_lock);
   pthread_mutex_init(&snap_lock, NULL);
   snap_active = false;

@@ -69,13 +69,13 @@ static void *timeline_main(void *arg) {
 }
 
 /* A child made by fork() has no timeline thread and does not write into its parent's file. */
-static void timeline_after_fork_child(void) {
+void _ra_timeline_fork_child(void) {
   if (timeline_fd >= 0) close(timeline_fd);
   timeline_fd = -1;
   pthread_mutex_init(&timeline_lock, NULL);
 }
 
-static void timeline_start(void) {
+void _ra_timeline_start(void) {
   const char *pattern = _ra_option_str(RA_OPT_TIMELINE);
   if (pattern == NULL) return;
   char path[4096];
@@ -112,11 +112,10 @@ static void timeline_start(void) {
     timeline_fd = -1;
     return;
   }
-  pthread_atfork(NULL, NULL, timeline_after_fork_child);
 }
 
 /* At exit: a last row, then the thread stops (it may be in the middle of a row: the lock). */
-static void timeline_stop(void) {
+void _ra_timeline_end(void) {
   if (timeline_fd < 0) return;
   atomic_store_explicit(&timeline_quit, true, memory_order_release);
   timeline_row();
@@ -126,12 +125,3 @@ static void timeline_stop(void) {
   pthread_mutex_unlock(&timeline_lock);
 }
 
-const char _ra_timeline_linked = 1; /* internal.h */
-
-/* At load time, and at exit (a destructor runs after every atexit handler). */
-__attribute__((constructor)) static void timeline_at_load(void) {
-  _ra_init();
-  timeline_start();
-}
-
-__attribute__((destructor)) static void timeline_at_exit(void) { timeline_stop(); }

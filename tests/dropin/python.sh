@@ -38,7 +38,8 @@ import ctypes
 c = ctypes.CDLL(None)
 c.malloc.restype = ctypes.c_void_p
 c.ra_owns.argtypes = [ctypes.c_void_p]
-print(c.ra_owns(c.malloc(10)), c.ra_owns(id(object())))')
+c.ra_owns.restype = ctypes.c_bool  # a C bool: only the low byte of the return register is set
+print(int(c.ra_owns(c.malloc(10))), int(c.ra_owns(id(object()))))')
 [ "$owned" = "1 1" ] || fail "python's allocations are not ramalloc's under preload ($owned)"
 
 grep -q 'Tests result' ramalloc.log || fail "regrtest did not finish under ramalloc (status $rc_ra): $(tail -n 20 ramalloc.log)"
