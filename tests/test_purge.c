@@ -172,6 +172,12 @@ static void *allocate_free_sleep(void *arg) {
   return NULL;
 }
 
+/* The background purger runs unless RAMALLOC_PURGE_THREAD turns it off (on by default). */
+static bool purger_on(void) {
+  const char *pt = getenv("RAMALLOC_PURGE_THREAD");
+  return pt == NULL || *pt == 0 || atoi(pt) != 0;
+}
+
 /* The idle thread's memory comes back through other threads' slow paths (or the purger thread,
  * when `quiet`: nobody allocates). The bound is the purge delay plus one pass interval. */
 static void idle_thread_case(bool quiet) {
@@ -211,8 +217,7 @@ static void idle_thread_case(bool quiet) {
 
 static void test_idle_thread_does_not_strand(void **state) {
   (void)state;
-  const char *pt = getenv("RAMALLOC_PURGE_THREAD");
-  idle_thread_case(pt != NULL && *pt != 0);
+  idle_thread_case(purger_on());
 }
 
 /* A thread that exits with its blocks live leaves its heap parked for the next thread that starts
@@ -232,8 +237,7 @@ static void *allocate_and_exit(void *arg) {
 
 static void test_exited_thread_memory_returns(void **state) {
   (void)state;
-  const char *pt = getenv("RAMALLOC_PURGE_THREAD");
-  bool quiet = pt == NULL || *pt == 0 || atoi(pt) != 0; /* the purger runs: this thread stays quiet */
+  bool quiet = purger_on(); /* the purger runs: this thread stays quiet */
   fresh_start();
   size_t base = rss_kib();
   pthread_t t;
