@@ -6,7 +6,7 @@
  *   the heap     _ra_heap_current/_ra_heap_set_current: the calling thread's heap pointer
  *   clocks       _ra_now_ms (monotonic), _ra_wall_ms (since 1970, for the dumps), _ra_process_id
  *   threads      a callback at thread exit, fork hooks, the allocator's own thread, sleeping on a
- *                word (thread_posix.c, thread_windows.c)
+ *                word (prim_posix.c, prim_windows.c)
  *   features     RA_HAS_PROFILER (the heap profiler and the timeline need POSIX), RA_HAS_FORK,
  *                RA_HAS_THREAD_VARS (__thread variables that never allocate), RA_HIDDEN_BEGIN
  *                and RA_HIDDEN_END (symbol visibility where the object format has it),
@@ -14,8 +14,13 @@
  *
  * The one test of which OS ramalloc is built for is below: prim_posix.h or prim_windows.h holds
  * what is inline on that OS (POSIX: locks, the TLS slot and the clock compile to a few
- * instructions; Windows: functions in thread_windows.c). The rest of the allocator tests features,
- * never the OS. */
+ * instructions; Windows: functions in prim_windows.c). The rest of the allocator tests features,
+ * never the OS.
+ *
+ * Two files implement the layer on each OS: os_<os>.c the memory half, which needs nothing of the
+ * allocator and is tested alone (tests/test_os.c, tests/win/test_os_windows.c), and prim_<os>.c
+ * the rest, which knows the allocator's empty heap (the TLS slot's value before a thread's first
+ * allocation) and reports through fmt.c. */
 #ifndef RAMALLOC_PRIM_H
 #define RAMALLOC_PRIM_H
 

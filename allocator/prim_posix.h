@@ -28,7 +28,7 @@ static inline bool _ra_trylock(ra_lock_t *l) { return pthread_mutex_trylock(l) =
 static inline void _ra_unlock(ra_lock_t *l) { pthread_mutex_unlock(l); }
 static inline void _ra_yield(void) { sched_yield(); }
 
-/* The heap pointer lives in one initial-exec TLS slot (thread_posix.c); RA_TLS_MODEL may say
+/* The heap pointer lives in one initial-exec TLS slot (prim_posix.c); RA_TLS_MODEL may say
  * local-dynamic for a library meant to be dlopen'ed. */
 #ifndef RA_TLS_MODEL
 #define RA_TLS_MODEL "initial-exec"

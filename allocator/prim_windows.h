@@ -1,4 +1,4 @@
-/* The platform layer's declarations on Windows (prim.h), implemented in thread_windows.c: SRW
+/* The platform layer's declarations on Windows (prim.h), implemented in prim_windows.c: SRW
  * locks (winpthreads allocates a mutex's state with malloc on its first lock and in
  * pthread_mutex_init, which would re-enter ramalloc wherever ramalloc is malloc), the heap pointer
  * in a TLS index with thread exit learnt through a fiber-local-storage callback, and

@@ -1,4 +1,4 @@
-/* The thread layer on Windows (allocator/thread_windows.c): one heap per thread through a TLS
+/* The thread layer on Windows (allocator/prim_windows.c): one heap per thread through a TLS
  * index, thread exit through the FLS callback (the heap is abandoned and its struct reused), for
  * threads made every way a Windows program makes them (CreateThread, _beginthreadex, winpthreads,
  * ExitThread in the middle, fibers), and the last-error value left alone by malloc and free. */

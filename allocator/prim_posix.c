@@ -1,6 +1,6 @@
-/* Thread layer on POSIX: the heap pointer in an initial-exec TLS slot, thread exit through a
- * pthread key destructor, fork through pthread_atfork, and the allocator's own background thread
- * (the purger) with a futex to sleep on. */
+/* The platform layer on POSIX, beside the memory half (os_posix.c): the heap pointer in an
+ * initial-exec TLS slot, thread exit through a pthread key destructor, fork through pthread_atfork,
+ * and the allocator's own background thread (the purger) with a futex to sleep on. */
 #include <errno.h>
 #include <signal.h>
 #include <time.h>

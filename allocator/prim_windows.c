@@ -1,6 +1,7 @@
-/* Thread layer on Windows: the heap pointer in a TLS index (TlsAlloc), thread exit through a
- * fiber-local-storage callback (FlsAlloc), no fork; also the allocator's locks (SRW locks),
- * yielding, and its clocks (GetTickCount64), which prim_windows.h declares.
+/* The platform layer on Windows, beside the memory half (os_windows.c): the heap pointer in a TLS
+ * index (TlsAlloc), thread exit through a fiber-local-storage callback (FlsAlloc), no fork; also
+ * the allocator's locks (SRW locks), yielding, and its clocks (GetTickCount64), which
+ * prim_windows.h declares.
  *
  * Why not __thread: mingw-w64's __thread/_Thread_local is emulated (emutls), and its first touch on
  * every thread calls malloc, which here would be ramalloc itself.
