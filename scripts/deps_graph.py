@@ -27,6 +27,11 @@ Cycles are the strongly connected components with more than one file (Tarjan's a
 Also listed: preprocessor tests of the OS (_WIN32, __linux__, __APPLE__, __MINGW32__, _MSC_VER,
 __unix__, __FreeBSD__) outside the platform layer (prim*.h, os.h and the files built for one OS only,
 *_posix.c and *_windows.c), which the layer's contract keeps at none.
+Names: every function another file may call (not static) and named `_ra_...` carries its file's
+name after `_ra_` (`_ra_chunk_...` in chunk.c; the OS suffix dropped: `_ra_inspect_...` in
+inspect_posix.c; a plural file holds the singular: `_ra_option` in options.c). The platform layer's
+files implement the vocabulary its headers declare (prim.h, prim_posix.h, prim_windows.h: `_ra_lock`,
+`_ra_now_ms`, `_ra_thread_...`), which is their name. Listed when not so; the rule keeps it at none.
 """
 import argparse
 import math
@@ -386,6 +391,42 @@ def platform_tests(root):
     return found
 
 
+def prefix_mismatches(root, platform):
+    """(file, name) of each non-static _ra_ function whose prefix does not name its file."""
+    adir = os.path.join(root, 'allocator')
+    contract = set()
+    for h in ('prim.h', 'prim_posix.h', 'prim_windows.h'):
+        with open(os.path.join(adir, h), encoding='utf-8') as fh:
+            contract |= set(re.findall(r'\b(_ra_\w+)\s*\(', strip_c(fh.read())))
+    files, cfiles, _, _ = analyse(root, platform)
+    found = []
+    for name in sorted(cfiles):
+        base = re.sub(r'_(posix|windows)$', '', name[:-2])
+        with open(os.path.join(adir, name), encoding='utf-8') as fh:
+            defs, _ = parse(fh.read())
+        for fn, where in sorted(defs.items()):
+            if all(is_static for is_static, _, _ in where) or not fn.startswith('_ra_'):
+                continue
+            if base == 'prim' and fn in contract:
+                continue
+            word = fn[len('_ra_'):]
+            if word.startswith(base + '_') or word == base or (base.endswith('s') and word.startswith(base[:-1])):
+                continue
+            found.append((name, fn))
+    return found
+
+
+def report_names(root, platform, md, out):
+    found = prefix_mismatches(root, platform)
+    head = 'Cross-file names whose prefix is not their file'
+    if not found:
+        out.write(f'\n{head}: none.\n' if md else 'cross-file names whose prefix is not their file: none\n')
+        return
+    out.write(f'\n{head}:\n\n' if md else 'cross-file names whose prefix is not their file:\n')
+    for name, fn in found:
+        out.write(f'- {name}: `{fn}`\n' if md else f'  {name}: {fn}\n')
+
+
 def report_platform(root, md, out):
     found = platform_tests(root)
     head = 'Tests of the OS outside the platform layer'
@@ -408,6 +449,7 @@ def main():
     files, cfiles, includes, calls = analyse(args.root, args.platform)
     (report_md if args.format == 'md' else report_text)(files, cfiles, includes, calls, sys.stdout)
     report_platform(args.root, args.format == 'md', sys.stdout)
+    report_names(args.root, args.platform, args.format == 'md', sys.stdout)
     if args.svg:
         write_svg(args.svg, cfiles, calls)
     return 0
