@@ -301,6 +301,11 @@ void ra_free(void *p) {
   }
   /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
    * free_cap 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* The compilers would compute the chunk from p again (a move and an and) instead of shifting n
+   * back (one shift): hiding where n comes from makes them shift. */
+  __asm__("" : "+r"(n));
+#endif
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = fast_page_of(chunk, p);
   ra_block_t *b = p;
@@ -308,9 +313,8 @@ void ra_free(void *p) {
    * and it is a whole number of blocks (no interior pointer) inside the part the page has carved
    * (a block past it was never handed out). free_cap is read as a plain field: only once the
    * calling thread is known to own the page. */
-  uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                _ra_block_index(page, off) < page->free_cap && !_ra_block_looks_free(b))) {
+                _ra_block_index_at(page, p) < page->free_cap && !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
     page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
@@ -462,12 +466,14 @@ static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_s
 static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
   uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
   if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __asm__("" : "+r"(n)); /* as in ra_free */
+#endif
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
     ra_page_t *page = fast_page_of(chunk, p);
     ra_block_t *b = p;
-    uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
     if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                  _ra_block_index(page, off) < page->free_cap &&
+                  _ra_block_index_at(page, p) < page->free_cap &&
                   _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
                   !_ra_block_looks_free(b))) {
       RA_ANN_FREE_ENTRY(p);

@@ -239,6 +239,23 @@ static inline uint32_t _ra_block_index(const ra_page_t *page, uint32_t off) {
   return (x >> k) | (x << ((32 - k) & 31));
 #endif
 }
+/* The same for a pointer p into the head slice: its offset there is its low 16 bits. On x86-64
+ * written out, so that the offset is taken where the multiply needs it, in the register the
+ * result goes to, and the inverse is read by the multiply itself (left to themselves, the
+ * compilers spend a move on each). */
+static inline uint32_t _ra_block_index_at(const ra_page_t *page, const void *p) {
+  _Static_assert(RA_SLICE_SHIFT == 16, "the offset in the slice is the pointer's low 16 bits");
+#if defined(__x86_64__) && defined(__GNUC__)
+  uint32_t x;
+  __asm__("movzwl %w3, %0\n\timull %2, %0\n\trorl %%cl, %0"
+          : "=&r"(x)
+          : "c"((unsigned)page->div_shift), "m"(page->div_inv), "r"((uintptr_t)p)
+          : "cc");
+  return x;
+#else
+  return _ra_block_index(page, (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1)));
+#endif
+}
 static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
   unsigned k = (unsigned)__builtin_ctz(block_size);
   uint32_t odd = block_size >> k, inv = odd; /* Newton's iteration: each step doubles the bits right */
