@@ -764,6 +764,52 @@ static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
 void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
+void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b);
+
+/* Take the first free block of a page. Its link word is cleared: the program never sees an encoded
+ * pointer, and a block freed without being written to does not look like a free one. A link that
+ * leaves the chunk goes to `corrupted` (a tail call, so that the fast paths save no registers),
+ * which calls _ra_page_list_corrupted, then finds a block elsewhere. */
+static inline void *_ra_page_pop(ra_page_t *page, ra_block_t *b, void *(*corrupted)(ra_page_t *, ra_block_t *)) {
+  ra_block_t *next;
+  if (RA_CHECKS) {
+    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
+     * compare on the common path), b itself at the end of the list. */
+    uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
+    if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return corrupted(page, b);
+    next = (ra_block_t *)((uintptr_t)b ^ x);
+  } else {
+    next = _ra_block_next(b);
+  }
+  page->free = next;
+  page->used++;
+  _ra_block_clear(b);
+  return b;
+}
+
+/* malloc's fast path, also operator new's (override_cxx.c), each with its own ways out: `slow`
+ * when no block is at hand (or the size is past the direct table), `corrupted` as above. Inlined
+ * into each with the two functions known, so both are direct tail calls. */
+static inline __attribute__((always_inline)) void *
+_ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
+                void *(*corrupted)(ra_page_t *, ra_block_t *)) {
+  ra_heap_t *heap = _ra_heap_current();
+  if (RA_LIKELY(size < _ra_direct_bound)) {
+    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_block_t *b = page->free;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* b where the return value goes: the compilers otherwise keep it elsewhere and move it there
+     * at the end (one instruction more). */
+    __asm__("" : "+a"(b));
+#endif
+    if (RA_LIKELY(b != NULL)) {
+      void *p = _ra_page_pop(page, b, corrupted);
+      RA_ANN_ALLOC(p, size, page->block_size, false);
+      return p;
+    }
+  }
+  return slow(size, heap, false);
+}
 
 /* free.c */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
