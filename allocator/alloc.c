@@ -18,17 +18,17 @@ void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b) {
   page->free_is_zero = 0;
 }
 
-static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
+RA_NOINLINE void *_ra_pop_corrupted(ra_page_t *page, ra_block_t *b) {
   _ra_page_list_corrupted(page, b);
   return _ra_malloc_generic(page->block_size, _ra_heap_current(), false);
 }
 
-static inline void *page_pop(ra_page_t *page, ra_block_t *b) { return _ra_page_pop(page, b, pop_corrupted); }
+static inline void *page_pop(ra_page_t *page, ra_block_t *b) { return _ra_page_pop(page, b, _ra_pop_corrupted); }
 
 /* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
  * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  /* p is NULL only when pop_corrupted found no block elsewhere (out of memory). */
+  /* p is NULL only when _ra_pop_corrupted found no block elsewhere (out of memory). */
   if (!page->free_is_zero && RA_LIKELY(p != NULL)) {
     RA_ANN_OPEN(p, size); /* the whole span is still out of bounds to the tools */
     memset(p, 0, size);
@@ -167,7 +167,7 @@ RA_NOINLINE void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero) {
   return malloc_generic(heap, size, zero);
 }
 
-void *ra_malloc(size_t size) { return _ra_malloc_fast(size, _ra_malloc_generic, pop_corrupted); }
+void *ra_malloc(size_t size) { return _ra_malloc_fast(size, _ra_malloc_generic, _ra_pop_corrupted); }
 
 void *ra_calloc(size_t count, size_t size) {
   size_t total;

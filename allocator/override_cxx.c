@@ -130,10 +130,10 @@ RA_PUBLIC void ra_cxx_delete_aligned_nothrow(void *p, size_t a, const nothrow_t 
 RA_PUBLIC void ra_cxx_delete_array_aligned_nothrow(void *p, size_t a, const nothrow_t *t)
   __asm__("_ZdaPvSt11align_val_tRKSt9nothrow_t");
 
-void ra_cxx_delete(void *p) { ra_free(p); }
-void ra_cxx_delete_array(void *p) { ra_free(p); }
-void ra_cxx_delete_sized(void *p, size_t n) { _ra_delete_sized(p, n); }
-void ra_cxx_delete_array_sized(void *p, size_t n) { _ra_delete_sized(p, n); }
+void ra_cxx_delete(void *p) { _ra_free_fast(p); }
+void ra_cxx_delete_array(void *p) { _ra_free_fast(p); }
+void ra_cxx_delete_sized(void *p, size_t n) { _ra_free_sized_fast(p, n, 0, RA_SIZED_DELETE); }
+void ra_cxx_delete_array_sized(void *p, size_t n) { _ra_free_sized_fast(p, n, 0, RA_SIZED_DELETE); }
 void ra_cxx_delete_nothrow(void *p, const nothrow_t *t) { ra_free(p); }
 void ra_cxx_delete_array_nothrow(void *p, const nothrow_t *t) { ra_free(p); }
 void ra_cxx_delete_aligned(void *p, size_t a) { ra_free(p); }
