@@ -10,39 +10,25 @@
  * over means the program still writes into b (a use after free), or holds b already (a block freed
  * twice by another thread makes the remote list loop back to a block handed out since). They count
  * as used from now on (leaked, never handed out twice), which keeps used == capacity - |free|, and
- * the block comes from the generic path. A tail call from the fast path, so that path saves no
- * registers. */
-static RA_NOINLINE void *pop_corrupted(ra_page_t *page, ra_block_t *b) {
+ * the caller takes a block from the generic path. */
+void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b) {
   _ra_corrupt_list(b);
   page->free = NULL;
   page->used = page->capacity;
   page->free_is_zero = 0;
+}
+
+RA_NOINLINE void *_ra_pop_corrupted(ra_page_t *page, ra_block_t *b) {
+  _ra_page_list_corrupted(page, b);
   return _ra_malloc_generic(page->block_size, _ra_heap_current(), false);
 }
 
-/* Take the first free block. Its link word is cleared: the program never sees an encoded pointer,
- * and a block freed without being written to does not look like a free one. */
-static inline void *page_pop(ra_page_t *page, ra_block_t *b) {
-  ra_block_t *next;
-  if (RA_CHECKS) {
-    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
-     * compare on the common path), b itself at the end of the list. */
-    uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
-    if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return pop_corrupted(page, b);
-    next = (ra_block_t *)((uintptr_t)b ^ x);
-  } else {
-    next = _ra_block_next(b);
-  }
-  page->free = next;
-  page->used++;
-  _ra_block_clear(b);
-  return b;
-}
+static inline void *page_pop(ra_page_t *page, ra_block_t *b) { return _ra_page_pop(page, b, _ra_pop_corrupted); }
 
 /* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
  * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  /* p is NULL only when pop_corrupted found no block elsewhere (out of memory). */
+  /* p is NULL only when _ra_pop_corrupted found no block elsewhere (out of memory). */
   if (!page->free_is_zero && RA_LIKELY(p != NULL)) {
     RA_ANN_OPEN(p, size); /* the whole span is still out of bounds to the tools */
     memset(p, 0, size);
@@ -181,19 +167,7 @@ RA_NOINLINE void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero) {
   return malloc_generic(heap, size, zero);
 }
 
-void *ra_malloc(size_t size) {
-  ra_heap_t *heap = _ra_heap_current();
-  if (RA_LIKELY(size < _ra_direct_bound)) {
-    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
-    ra_block_t *b = page->free;
-    if (RA_LIKELY(b != NULL)) {
-      void *p = page_pop(page, b);
-      RA_ANN_ALLOC(p, size, page->block_size, false);
-      return p;
-    }
-  }
-  return _ra_malloc_generic(size, heap, false);
-}
+void *ra_malloc(size_t size) { return _ra_malloc_fast(size, _ra_malloc_generic, _ra_pop_corrupted); }
 
 void *ra_calloc(size_t count, size_t size) {
   size_t total;

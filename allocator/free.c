@@ -274,51 +274,13 @@ RA_NOINLINE void _ra_free_generic(void *p) {
   free_generic(p);
 }
 
-/* The descriptor of the slice p is in, for the fast paths: the slice number within the chunk is
- * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
- * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
-static inline ra_page_t *fast_page_of(ra_chunk_t *chunk, const void *p) {
-  _Static_assert(sizeof(ra_page_t) == 64, "the shift below multiplies by the descriptor size");
-  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 6)) & ((RA_SLICES - 1) << 6);
-  return (ra_page_t *)((uint8_t *)chunk->pages + at);
-}
-
 /* The fast path emptied a page: retire it, then (a safe point) start the purger if asked. */
-static RA_NOINLINE void free_retire(ra_page_t *page) {
+RA_NOINLINE void _ra_free_retire(ra_page_t *page) {
   _ra_page_retire(_ra_heap_current(), page); /* read again here: the fast path keeps no register for it */
   _ra_purge_start_wanted();
 }
 
-void ra_free(void *p) {
-  RA_ANN_FREE_ENTRY(p);
-  /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
-   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_cap
-   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
-  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
-  if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
-    _ra_free_generic(p);
-    return;
-  }
-  /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
-   * free_cap 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
-  ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
-  ra_page_t *page = fast_page_of(chunk, p);
-  ra_block_t *b = p;
-  /* The block's index from its offset in the head slice: below free_cap when no page flag is set
-   * and it is a whole number of blocks (no interior pointer) inside the part the page has carved
-   * (a block past it was never handed out). free_cap is read as a plain field: only once the
-   * calling thread is known to own the page. */
-  uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-  if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                _ra_block_index(page, off) < page->free_cap && !_ra_block_looks_free(b))) {
-    RA_ANN_FREE_BLOCK(b, page->block_size);
-    _ra_block_set_next(b, page->free);
-    page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
-    if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
-    return;
-  }
-  _ra_free_generic(p);
-}
+void ra_free(void *p) { _ra_free_fast(p); }
 
 /* ---- Questions about a pointer -------------------------------------------------------------------- */
 
@@ -438,7 +400,7 @@ static RA_NOINLINE void free_sized_checked(void *p, size_t size, size_t align, r
 /* free_sized off its fast path: the quick check covers a block at the start of a page's first
  * slice of a class served by ra_malloc, whose class must be the size's; such a block goes to
  * ra_free. Anything else is found properly and its size checked. */
-static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_sized_op_t op) {
+RA_NOINLINE void _ra_free_sized_slow(void *p, size_t size, size_t align, ra_sized_op_t op) {
   uintptr_t n = ((uintptr_t)p - 1) >> RA_CHUNK_SHIFT;
   if (_ra_chunk_map_has_n(n) && align <= RA_ALIGN && size <= RA_LARGE_MAX) {
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
@@ -453,41 +415,10 @@ static RA_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, ra_s
   free_sized_checked(p, size, align, op);
 }
 
-/* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
- * The fast path, for sizes up to RA_DIRECT_MAX, is ra_free's (the same conditions, in the same
- * order: keep the two in step), with one more: the size's class, by table, is the page's (free_cap
- * is not 0 only for a plain page, whose class_idx is its own). The size saves nothing there, but
- * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
- * by free_sized_slow, then freed by ra_free. */
-static inline void free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) {
-  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
-  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
-    ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
-    ra_page_t *page = fast_page_of(chunk, p);
-    ra_block_t *b = p;
-    uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-    if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                  _ra_block_index(page, off) < page->free_cap &&
-                  _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
-                  !_ra_block_looks_free(b))) {
-      RA_ANN_FREE_ENTRY(p);
-      RA_ANN_FREE_BLOCK(b, page->block_size);
-      _ra_block_set_next(b, page->free);
-      page->free = b; /* free_is_zero is 0 already, as in ra_free */
-      if (RA_UNLIKELY(--page->used == 0)) free_retire(page);
-      return;
-    }
-  }
-  free_sized_slow(p, size, align, op);
-}
+void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) { _ra_free_sized_fast(p, size, align, op); }
 
-void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op) { free_sized(p, size, align, op); }
-
-/* Sized delete without an alignment: the common case, compiled for it. */
-void _ra_delete_sized(void *p, size_t size) { free_sized(p, size, 0, RA_SIZED_DELETE); }
-
-void ra_free_sized(void *p, size_t size) { free_sized(p, size, 0, RA_SIZED_FREE); }
+void ra_free_sized(void *p, size_t size) { _ra_free_sized_fast(p, size, 0, RA_SIZED_FREE); }
 
 void ra_free_aligned_sized(void *p, size_t alignment, size_t size) {
-  free_sized(p, size, alignment, RA_SIZED_FREE_ALIGNED);
+  _ra_free_sized_fast(p, size, alignment, RA_SIZED_FREE_ALIGNED);
 }

@@ -239,6 +239,23 @@ static inline uint32_t _ra_block_index(const ra_page_t *page, uint32_t off) {
   return (x >> k) | (x << ((32 - k) & 31));
 #endif
 }
+/* The same for a pointer p into the head slice: its offset there is its low 16 bits. On x86-64
+ * written out, so that the offset is taken where the multiply needs it, in the register the
+ * result goes to, and the inverse is read by the multiply itself (left to themselves, the
+ * compilers spend a move on each). */
+static inline uint32_t _ra_block_index_at(const ra_page_t *page, const void *p) {
+  _Static_assert(RA_SLICE_SHIFT == 16, "the offset in the slice is the pointer's low 16 bits");
+#if defined(__x86_64__) && defined(__GNUC__)
+  uint32_t x;
+  __asm__("movzwl %w3, %0\n\timull %2, %0\n\trorl %%cl, %0"
+          : "=&r"(x)
+          : "c"((unsigned)page->div_shift), "m"(page->div_inv), "r"((uintptr_t)p)
+          : "cc");
+  return x;
+#else
+  return _ra_block_index(page, (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1)));
+#endif
+}
 static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
   unsigned k = (unsigned)__builtin_ctz(block_size);
   uint32_t odd = block_size >> k, inv = odd; /* Newton's iteration: each step doubles the bits right */
@@ -764,6 +781,53 @@ static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
 void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
+void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b);
+void *_ra_pop_corrupted(ra_page_t *page, ra_block_t *b); /* the above, then a block from the generic path */
+
+/* Take the first free block of a page. Its link word is cleared: the program never sees an encoded
+ * pointer, and a block freed without being written to does not look like a free one. A link that
+ * leaves the chunk goes to `corrupted` (a tail call, so that the fast paths save no registers),
+ * which calls _ra_page_list_corrupted, then finds a block elsewhere. */
+static inline void *_ra_page_pop(ra_page_t *page, ra_block_t *b, void *(*corrupted)(ra_page_t *, ra_block_t *)) {
+  ra_block_t *next;
+  if (RA_CHECKS) {
+    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
+     * compare on the common path), b itself at the end of the list. */
+    uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
+    if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return corrupted(page, b);
+    next = (ra_block_t *)((uintptr_t)b ^ x);
+  } else {
+    next = _ra_block_next(b);
+  }
+  page->free = next;
+  page->used++;
+  _ra_block_clear(b);
+  return b;
+}
+
+/* malloc's fast path, also operator new's (override_cxx.c), each with its own ways out: `slow`
+ * when no block is at hand (or the size is past the direct table), `corrupted` as above. Inlined
+ * into each with the two functions known, so both are direct tail calls. */
+static inline __attribute__((always_inline)) void *
+_ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
+                void *(*corrupted)(ra_page_t *, ra_block_t *)) {
+  ra_heap_t *heap = _ra_heap_current();
+  if (RA_LIKELY(size < _ra_direct_bound)) {
+    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_block_t *b = page->free;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* b where the return value goes: the compilers otherwise keep it elsewhere and move it there
+     * at the end (one instruction more). */
+    __asm__("" : "+a"(b));
+#endif
+    if (RA_LIKELY(b != NULL)) {
+      void *p = _ra_page_pop(page, b, corrupted);
+      RA_ANN_ALLOC(p, size, page->block_size, false);
+      return p;
+    }
+  }
+  return slow(size, heap, false);
+}
 
 /* free.c */
 void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
@@ -772,7 +836,86 @@ bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t
 void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
 size_t _ra_usable_size_checked(const void *p, bool *ok);
 void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op);
-void _ra_delete_sized(void *p, size_t size);
+void _ra_free_sized_slow(void *p, size_t size, size_t align, ra_sized_op_t op);
+void _ra_free_retire(ra_page_t *page);
+
+/* The descriptor of the slice p is in, for the fast paths: the slice number within the chunk is
+ * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
+ * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
+static inline ra_page_t *_ra_fast_page_of(ra_chunk_t *chunk, const void *p) {
+  _Static_assert(sizeof(ra_page_t) == 64, "the shift below multiplies by the descriptor size");
+  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 6)) & ((RA_SLICES - 1) << 6);
+  return (ra_page_t *)((uint8_t *)chunk->pages + at);
+}
+
+/* free's fast path: ra_free's body, inlined into free and operator delete too (override.c,
+ * override_cxx.c), so that they need no jump to ra_free. */
+static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
+  RA_ANN_FREE_ENTRY(p);
+  /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
+   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_cap
+   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
+  if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
+    _ra_free_generic(p);
+    return;
+  }
+  /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
+   * free_cap 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* The compilers would compute the chunk from p again (a move and an and) instead of shifting n
+   * back (one shift): hiding where n comes from makes them shift. */
+  __asm__("" : "+r"(n));
+#endif
+  ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
+  ra_page_t *page = _ra_fast_page_of(chunk, p);
+  ra_block_t *b = p;
+  /* The block's index from its offset in the head slice: below free_cap when no page flag is set
+   * and it is a whole number of blocks (no interior pointer) inside the part the page has carved
+   * (a block past it was never handed out). free_cap is read as a plain field: only once the
+   * calling thread is known to own the page. */
+  if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
+                _ra_block_index_at(page, p) < page->free_cap && !_ra_block_looks_free(b))) {
+    RA_ANN_FREE_BLOCK(b, page->block_size);
+    _ra_block_set_next(b, page->free);
+    page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
+    if (RA_UNLIKELY(--page->used == 0)) _ra_free_retire(page);
+    return;
+  }
+  _ra_free_generic(p);
+}
+
+/* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
+ * The fast path, for sizes up to RA_DIRECT_MAX, is ra_free's (the same conditions, in the same
+ * order: keep the two in step), with one more: the size's class, by table, is the page's (free_cap
+ * is not 0 only for a plain page, whose class_idx is its own). The size saves nothing there, but
+ * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
+ * by _ra_free_sized_slow (free.c), then freed by ra_free. Inlined into the sized frees of free.c
+ * and into sized delete (override_cxx.c). */
+static inline __attribute__((always_inline)) void
+_ra_free_sized_fast(void *p, size_t size, size_t align, ra_sized_op_t op) {
+  uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
+  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __asm__("" : "+r"(n)); /* as in ra_free */
+#endif
+    ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
+    ra_page_t *page = _ra_fast_page_of(chunk, p);
+    ra_block_t *b = p;
+    if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
+                  _ra_block_index_at(page, p) < page->free_cap &&
+                  _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
+                  !_ra_block_looks_free(b))) {
+      RA_ANN_FREE_ENTRY(p);
+      RA_ANN_FREE_BLOCK(b, page->block_size);
+      _ra_block_set_next(b, page->free);
+      page->free = b; /* free_is_zero is 0 already, as in ra_free */
+      if (RA_UNLIKELY(--page->used == 0)) _ra_free_retire(page);
+      return;
+    }
+  }
+  _ra_free_sized_slow(p, size, align, op);
+}
 
 /* ---- Small inline helpers ------------------------------------------------------------------------ */
 

@@ -5,7 +5,7 @@
  *
  * Every entry point is a direct call to its ra_* counterpart (the library is built with
  * -fno-semantic-interposition, and the shared one linked with -Bsymbolic-functions, so nothing here
- * goes through the PLT). Pointers are checked by the ra_* functions themselves: free and realloc of
+ * goes through the PLT), except malloc and free, which run the fast paths themselves. Pointers are checked by the ra_* functions themselves: free and realloc of
  * a pointer ramalloc did not hand out are caught by the chunk map before any metadata is read.
  *
  * All of these live in one object file on purpose: a static link that pulls in any one of them
@@ -26,8 +26,10 @@
 
 /* ---- The standard family ---------------------------------------------------------------------- */
 
-RA_PUBLIC void *malloc(size_t n) { return ra_malloc(n); }
-RA_PUBLIC void free(void *p) { ra_free(p); }
+/* malloc and free run the fast paths themselves (internal.h), without a jump to ra_malloc or
+ * ra_free. */
+RA_PUBLIC void *malloc(size_t n) { return _ra_malloc_fast(n, _ra_malloc_generic, _ra_pop_corrupted); }
+RA_PUBLIC void free(void *p) { _ra_free_fast(p); }
 RA_PUBLIC void *calloc(size_t c, size_t n) { return ra_calloc(c, n); }
 RA_PUBLIC void *realloc(void *p, size_t n) { return ra_realloc(p, n); }
 RA_PUBLIC void *aligned_alloc(size_t a, size_t n) { return ra_aligned_alloc(a, n); }

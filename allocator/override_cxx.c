@@ -64,6 +64,19 @@ static RA_COLD void *new_retry(size_t size, size_t align, bool nothrow) {
   }
 }
 
+/* Plain operator new off its fast path (the same as ra_malloc's, inlined: new is then one
+ * function, with no call to ra_malloc and no test of its result on the common path). */
+static RA_NOINLINE void *new_generic(size_t size, ra_heap_t *heap, bool zero) {
+  void *p = _ra_malloc_generic(size, heap, zero);
+  if (RA_LIKELY(p != NULL)) return p;
+  return new_retry(size, 0, false);
+}
+
+static RA_NOINLINE void *new_corrupted(ra_page_t *page, ra_block_t *b) {
+  _ra_page_list_corrupted(page, b);
+  return new_generic(page->block_size, _ra_heap_current(), false);
+}
+
 static inline void *cxx_new(size_t size, bool nothrow) {
   void *p = ra_malloc(size);
   if (RA_LIKELY(p != NULL)) return p;
@@ -89,8 +102,8 @@ RA_PUBLIC void *ra_cxx_new_aligned_nothrow(size_t n, size_t a, const nothrow_t *
 RA_PUBLIC void *ra_cxx_new_array_aligned_nothrow(size_t n, size_t a, const nothrow_t *t)
   __asm__("_ZnamSt11align_val_tRKSt9nothrow_t");
 
-void *ra_cxx_new(size_t n) { return cxx_new(n, false); }
-void *ra_cxx_new_array(size_t n) { return cxx_new(n, false); }
+void *ra_cxx_new(size_t n) { return _ra_malloc_fast(n, new_generic, new_corrupted); }
+void *ra_cxx_new_array(size_t n) { return _ra_malloc_fast(n, new_generic, new_corrupted); }
 void *ra_cxx_new_nothrow(size_t n, const nothrow_t *t) { return cxx_new(n, true); }
 void *ra_cxx_new_array_nothrow(size_t n, const nothrow_t *t) { return cxx_new(n, true); }
 void *ra_cxx_new_aligned(size_t n, size_t a) { return cxx_new_aligned(n, a, false); }
@@ -117,10 +130,10 @@ RA_PUBLIC void ra_cxx_delete_aligned_nothrow(void *p, size_t a, const nothrow_t 
 RA_PUBLIC void ra_cxx_delete_array_aligned_nothrow(void *p, size_t a, const nothrow_t *t)
   __asm__("_ZdaPvSt11align_val_tRKSt9nothrow_t");
 
-void ra_cxx_delete(void *p) { ra_free(p); }
-void ra_cxx_delete_array(void *p) { ra_free(p); }
-void ra_cxx_delete_sized(void *p, size_t n) { _ra_delete_sized(p, n); }
-void ra_cxx_delete_array_sized(void *p, size_t n) { _ra_delete_sized(p, n); }
+void ra_cxx_delete(void *p) { _ra_free_fast(p); }
+void ra_cxx_delete_array(void *p) { _ra_free_fast(p); }
+void ra_cxx_delete_sized(void *p, size_t n) { _ra_free_sized_fast(p, n, 0, RA_SIZED_DELETE); }
+void ra_cxx_delete_array_sized(void *p, size_t n) { _ra_free_sized_fast(p, n, 0, RA_SIZED_DELETE); }
 void ra_cxx_delete_nothrow(void *p, const nothrow_t *t) { ra_free(p); }
 void ra_cxx_delete_array_nothrow(void *p, const nothrow_t *t) { ra_free(p); }
 void ra_cxx_delete_aligned(void *p, size_t a) { ra_free(p); }

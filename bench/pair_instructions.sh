@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per malloc/free pair (32-byte blocks, 1,024 live, random replacement), counted by
-# callgrind as the difference between two step counts, minus the loop's own cost.
+# callgrind as the difference between two step counts, minus the loop's own cost. ramalloc twice:
+# ra_malloc/ra_free from a program linked to libramalloc.so, and malloc/free with it preloaded.
 # The same loop through C++'s operator new and sized / plain delete (pair_new.cpp), with
 # libramalloc.so preloaded, follows.
 # Usage: bench/pair_instructions.sh [BUILD_DIR]   (BUILD_DIR holds libramalloc.so; default build)
@@ -30,6 +31,8 @@ none=$(per_step none "$tmp/pair_none" | awk '{print $2}')
 printf '%-22s %s\n' "allocator" "instructions per pair (loop cost $none subtracted)"
 report() { local n=$2; printf '%-22s %d\n' "$1" $(( n - none )); }
 report ramalloc "$(per_step ra "$tmp/pair_ra" | awk '{print $2}')"
+# the same library as a drop-in: the program's malloc and free, through the PLT
+report "ramalloc (preloaded)" "$(per_step ra_preload "$tmp/pair_glibc" LD_PRELOAD="$build/libramalloc.so" | awk '{print $2}')"
 report glibc "$(per_step glibc "$tmp/pair_glibc" | awk '{print $2}')"
 for lib in /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
            /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4; do

@@ -485,6 +485,29 @@ static void test_block_index_every_class_and_offset(void **state) {
   }
 }
 
+/* free's fast paths take the offset from the pointer itself (_ra_block_index_at, written out in
+ * assembly on x86-64): for every class, every offset of a head slice, in slices at several places
+ * of a chunk, the same index as _ra_block_index of the offset (checked above). */
+static void test_block_index_at_matches(void **state) {
+  (void)state;
+  const uintptr_t chunk = (uintptr_t)1 << 40; /* only the address's bits are used, never read */
+  const size_t slices[] = {1, 2, 37, RA_SLICES - 1};
+  for (size_t c = 0; c < RA_CLASS_COUNT; c++) {
+    uint32_t bs = _ra_class_size[c];
+    ra_page_t page;
+    memset(&page, 0, sizeof page);
+    _ra_page_set_divisor(&page, bs);
+    for (size_t s = 0; s < sizeof slices / sizeof slices[0]; s++) {
+      uintptr_t start = chunk + slices[s] * RA_SLICE_SIZE;
+      for (uint32_t off = 0; off < RA_SLICE_SIZE; off++) {
+        uint32_t at = _ra_block_index_at(&page, (const void *)(start + off));
+        uint32_t want = _ra_block_index(&page, off);
+        if (at != want) fail_msg("class %zu (%u B), slice %zu, offset %u: %u, not %u", c, bs, slices[s], off, at, want);
+      }
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_class_boundaries_all_entry_points),
@@ -497,6 +520,7 @@ int main(void) {
       cmocka_unit_test(test_realloc_to_zero),
       cmocka_unit_test(test_null_and_zero),
       cmocka_unit_test(test_block_index_every_class_and_offset),
+      cmocka_unit_test(test_block_index_at_matches),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
