@@ -696,8 +696,9 @@ extern _Atomic(uint32_t) _ra_purger_word; /* the futex word the purger sleeps on
 extern _Atomic(uint64_t) _ra_purge_pressure_next_ms;
 /* Something became free that a later pass should purge. Cheap when a pass is pending already; a
  * futex wake only when the purger sleeps without a timer, and asked to start (at the next safe
- * point) when it is not running. Called on slow paths, under any lock. */
-static inline void _ra_purge_notify(void) {
+ * point) when it is not running. Called on slow paths, under any lock. Not inlined (each file that
+ * calls it has its own copy): a call, as on the remote-free path before it moved here. */
+static __attribute__((noinline, unused)) void _ra_purge_notify(void) {
   if (atomic_load_explicit(&_ra_purger_pending, memory_order_relaxed)) return;
   if (atomic_exchange_explicit(&_ra_purger_pending, true, memory_order_acq_rel)) return;
   int st = atomic_load_explicit(&_ra_purger_state, memory_order_acquire);
@@ -713,7 +714,7 @@ static inline void _ra_purge_notify(void) {
  * memory that has already waited a quarter of the delay is not being reused, so it goes back now
  * rather than sit beside the new memory until the full delay. At most one such pass per eighth of
  * the delay (one global timestamp, like _ra_purge_maybe's). */
-static inline void _ra_purge_pressure(void) {
+static __attribute__((noinline, unused)) void _ra_purge_pressure(void) {
   long long delay = _ra_purge_delay();
   if (delay < 8) return; /* short delays purge soon enough; -1 never purges */
   uint64_t now = _ra_now_ms();
