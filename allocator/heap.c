@@ -196,27 +196,10 @@ static ra_page_t *span_find(ra_heap_t *heap, size_t slices) {
   return c != NULL ? _ra_chunk_span_take(heap, c, slices, false) : NULL;
 }
 
-/* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
- * memory. Walks the queue collecting frees, moves pages without room to the full list, and makes
- * a new page on a span (span_find) when none has room. */
-ra_page_t *_ra_heap_find_page(ra_heap_t *heap, size_t class_idx) {
-  ra_page_t *page = heap->queues[class_idx].first, *next;
-  for (; page != NULL; page = next) {
-    next = page->next;
-    if (page->free != NULL) break;
-    _ra_page_collect(page);
-    if (page->free != NULL) break;
-    if (page->capacity < page->reserved) {
-      if (_ra_page_extend(page) != 0) return NULL;
-      break;
-    }
-    if (!_ra_page_to_full(heap, page)) break;
-  }
-  if (page != NULL) {
-    _ra_page_queue_front(heap, page);
-    return page;
-  }
-  page = span_find(heap, _ra_page_class_slices(class_idx));
+/* A new page of class `class_idx` on a span (span_find), queued first, when the heap's queue has
+ * none with room (_ra_heap_find_page); NULL when out of memory. */
+ra_page_t *_ra_heap_page_new(ra_heap_t *heap, size_t class_idx) {
+  ra_page_t *page = span_find(heap, _ra_page_class_slices(class_idx));
   if (page == NULL || _ra_page_setup(heap, page, class_idx) != 0) return NULL;
   return page;
 }

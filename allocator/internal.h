@@ -619,14 +619,12 @@ void _ra_page_collect(ra_page_t *page);
 size_t _ra_page_collect_xfree(ra_page_t *page);
 void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page);
-void _ra_page_queue_front(ra_heap_t *heap, ra_page_t *page);
-bool _ra_page_to_full(ra_heap_t *heap, ra_page_t *page);
+ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx); /* &_ra_page_empty: none */
 void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since);
-void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block); /* the owner's, off the fast path */
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
 /* The page's own invariants (its free list walked with `walk`), then its place in its owner's
  * queues: links, the IN_FULL flag, the delay state (RA_DELAY_NEVER throughout while `abandoning`)
@@ -635,6 +633,19 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk);
 bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning);
 /* A chunk's invariants and each of its pages' (free lists walked with `walk`), under its lock. */
 bool _ra_page_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
+/* A block of an owned page freed by the owner off the fast path (free.c, and the heap's delayed
+ * list): full pages come back to their queue, empty ones retire. Inline: free's generic path. */
+static inline void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
+  ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
+                     page->capacity);
+  _ra_block_set_next(block, page->free);
+  page->free = block;
+  page->free_is_zero = 0;
+  page->used--;
+  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
+  if (page->used == 0) _ra_page_retire(heap, page);
+}
 
 /* init.c: process start-up, fork, thread exit and exit. _ra_init: the settings, once per process
  * before the first heap (from the first malloc, ra_collect, or init.c's constructor, whichever comes
@@ -647,7 +658,14 @@ void _ra_init(void);
 /* heap.c: thread heaps, where a heap finds a page, abandoned chunks and their adoption */
 extern ra_heap_t _ra_heap_empty;
 ra_heap_t *_ra_heap_get_slow(void);
-ra_page_t *_ra_heap_find_page(ra_heap_t *heap, size_t class_idx);
+ra_page_t *_ra_heap_page_new(ra_heap_t *heap, size_t class_idx);
+/* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
+ * memory: a page of the queue (_ra_page_queue_find), else a new page on a span, found in the order
+ * span_find (heap.c) gives. Inline: allocation's generic path. */
+static inline ra_page_t *_ra_heap_find_page(ra_heap_t *heap, size_t class_idx) {
+  ra_page_t *page = _ra_page_queue_find(heap, class_idx);
+  return RA_LIKELY(page != &_ra_page_empty) ? page : _ra_heap_page_new(heap, class_idx);
+}
 void _ra_heap_sweep_abandoned(void);
 typedef enum ra_heap_exit_e { RA_HEAP_EXIT_NONE, RA_HEAP_EXIT_PARKED, RA_HEAP_EXIT_RETIRED, RA_HEAP_EXIT_LAST } ra_heap_exit_t;
 ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *heap); /* RETIRED: abandoned; LAST: the parked ones too */

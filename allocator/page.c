@@ -258,7 +258,7 @@ void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page) {
 
 /* Move a page that has no free block to the full list. Remote frees from now on notify the heap.
  * Returns false (and leaves the page queued) when a remote free slipped in meanwhile. */
-bool _ra_page_to_full(ra_heap_t *heap, ra_page_t *page) {
+static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_set_delay(page, RA_DELAY_USE, false);
   _ra_page_collect(page); /* a free that came before the state change would otherwise be stranded */
   if (page->free != NULL) {
@@ -304,12 +304,30 @@ void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_free(heap, page);
 }
 
-/* Move a queued page with a free block to the front of its class queue (direct[] follows). */
-void _ra_page_queue_front(ra_heap_t *heap, ra_page_t *page) {
-  ra_page_queue_t *q = &heap->queues[page->class_idx];
-  if (q->first == page) return;
-  queue_unlink(q, page);
-  _ra_page_queue_push(heap, page);
+/* A page of class `class_idx` from the heap's queue with a free block, moved to the front of the
+ * queue; &_ra_page_empty when none has room (a new page is then _ra_heap_find_page's to make), NULL
+ * when out of memory. Walks the queue collecting frees, carving more of a page that has room left,
+ * and moves pages without room to the full list. */
+ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx) {
+  ra_page_queue_t *q = &heap->queues[class_idx];
+  ra_page_t *page = q->first, *next;
+  for (; page != NULL; page = next) {
+    next = page->next;
+    if (page->free != NULL) break;
+    _ra_page_collect(page);
+    if (page->free != NULL) break;
+    if (page->capacity < page->reserved) {
+      if (_ra_page_extend(page) != 0) return NULL;
+      break;
+    }
+    if (!page_to_full(heap, page)) break;
+  }
+  if (page == NULL) return &_ra_page_empty;
+  if (q->first != page) {
+    queue_unlink(q, page);
+    _ra_page_queue_push(heap, page);
+  }
+  return page;
 }
 
 /* Make a page of class `class_idx` on a span just taken (_ra_heap_find_page) and queue it first.
@@ -323,22 +341,6 @@ int _ra_page_setup(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   _ra_page_queue_push(heap, page);
   ra_assert_internal(page_queued_valid(heap, page) && _ra_page_chunk_check(_ra_chunk_of_desc(page), heap, false));
   return 0;
-}
-
-/* ---- Owner's frees off the fast path ---------------------------------------------------------------- */
-
-/* A block of an owned page freed by the owner off the fast path (free.c, and the heap's delayed
- * list): full pages come back to their queue, empty ones retire. */
-void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
-  ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
-                     page->capacity);
-  _ra_block_set_next(block, page->free);
-  page->free = block;
-  page->free_is_zero = 0;
-  page->used--;
-  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
-  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
-  if (page->used == 0) _ra_page_retire(heap, page);
 }
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
