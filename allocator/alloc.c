@@ -54,10 +54,13 @@ static inline size_t commit_failures(void) {
 }
 
 /* The calling thread's first allocation: the process is initialised (init.c), the thread gets its
- * heap, and the process's first heap starts the purger (a safe point). NULL when out of memory. */
+ * heap (tried once more after a refused commit, as every allocation is: _ra_purge_for_retry), and
+ * the process's first heap starts the purger (a safe point). NULL when out of memory. */
 static RA_NOINLINE ra_heap_t *heap_first(void) {
   _ra_init();
+  size_t fails = commit_failures();
   ra_heap_t *heap = _ra_heap_get_slow();
+  if (heap == NULL && _ra_purge_for_retry(fails)) heap = _ra_heap_get_slow();
   if (heap != NULL) _ra_purge_start_wanted();
   return heap;
 }
