@@ -1,9 +1,9 @@
 /* The accounted OS calls: every call that reserves, commits, decommits, resets, protects or
  * releases memory goes through here and is counted (_ra_counters). A commit over RAMALLOC_LIMIT
  * fails (ENOMEM) and changes nothing: what to give back first, and whether to try again, is the
- * callers' business (alloc.c: reclaim_for_retry; purge.c). Also here: the same calls on a mask of a
- * chunk's slices, one call per run of set bits (_ra_slice_runs), keeping the chunk header's
- * committed, dirty and noaccess bitmaps in step with what the OS was told. */
+ * callers' business (purge.c: _ra_purge_for_retry, from alloc.c). Also here: the same calls on a
+ * mask of a chunk's slices, one call per run of set bits (_ra_slice_runs), keeping the chunk
+ * header's committed, dirty and noaccess bitmaps in step with what the OS was told. */
 #include <errno.h>
 
 #include "internal.h"
