@@ -39,22 +39,21 @@ static inline size_t commit_failures(void) {
   return atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed);
 }
 
-/* An allocation failed. When a commit was refused meanwhile (RAMALLOC_LIMIT reached, or the OS out
- * of memory), memory held back for reuse may be what is missing: parked heaps of exited threads,
- * abandoned chunks, free memory waiting out the purge delay, the calling heap's kept empty pages.
- * Give all of it back (callers are at a safe point: nothing is held) and say whether that lowered
- * the committed bytes, so that one more try may succeed. A request that failed for want of address
- * space (or being too big) changes nothing: freed memory stays reserved, so this cannot help it. */
-static RA_NOINLINE bool reclaim_for_retry(size_t failures_before) {
-  if (commit_failures() == failures_before) return false;
-  size_t before = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
-  ra_collect(true);
-  return atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed) < before;
+/* The calling thread's first allocation: the process is initialised (init.c), the thread gets its
+ * heap (tried once more after a refused commit, as every allocation is: _ra_purge_for_retry), and
+ * the process's first heap starts the purger (a safe point). NULL when out of memory. */
+static RA_NOINLINE ra_heap_t *heap_first(void) {
+  _ra_init();
+  size_t fails = commit_failures();
+  ra_heap_t *heap = _ra_heap_get_slow();
+  if (heap == NULL && _ra_purge_for_retry(fails)) heap = _ra_heap_get_slow();
+  if (heap != NULL) _ra_purge_start_wanted();
+  return heap;
 }
 
 static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero) {
   if (RA_UNLIKELY(heap == &_ra_heap_empty)) {
-    heap = _ra_heap_get_slow();
+    heap = heap_first();
     if (heap == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -71,7 +70,7 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
     bool is_zero;
     size_t fails = commit_failures();
     void *p = _ra_huge_alloc(size, 0, &is_zero);
-    if (p == NULL && reclaim_for_retry(fails)) p = _ra_huge_alloc(size, 0, &is_zero);
+    if (p == NULL && _ra_purge_for_retry(fails)) p = _ra_huge_alloc(size, 0, &is_zero);
     if (p == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -87,8 +86,8 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
   if (page == NULL || page->free == NULL || (++heap->slow_calls & 63) == 0) {
     _ra_purge_maybe(heap);
     size_t fails = commit_failures();
-    page = _ra_page_find_free(heap, cls);
-    if (RA_UNLIKELY(page == NULL) && reclaim_for_retry(fails)) page = _ra_page_find_free(heap, cls);
+    page = _ra_heap_find_page(heap, cls);
+    if (RA_UNLIKELY(page == NULL) && _ra_purge_for_retry(fails)) page = _ra_heap_find_page(heap, cls);
     if (RA_UNLIKELY(page == NULL)) {
       errno = ENOMEM;
       return NULL;
@@ -223,14 +222,14 @@ static void *malloc_aligned(size_t align, size_t size) {
       return (void *)a;
     }
   }
-  if (RA_UNLIKELY(_ra_heap_current() == &_ra_heap_empty) && _ra_heap_get_slow() == NULL) {
+  if (RA_UNLIKELY(_ra_heap_current() == &_ra_heap_empty) && heap_first() == NULL) {
     errno = ENOMEM;
     return NULL;
   }
   bool is_zero;
   size_t fails = commit_failures();
   void *p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
-  if (p == NULL && reclaim_for_retry(fails)) p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
+  if (p == NULL && _ra_purge_for_retry(fails)) p = _ra_huge_alloc(size == 0 ? 1 : size, align, &is_zero);
   if (p == NULL) {
     errno = ENOMEM;
   } else {

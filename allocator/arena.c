@@ -1,7 +1,7 @@
 /* Arenas: large reservations carved into chunk slots. Slot 0 of each arena holds the arena header,
  * its bitmaps and the metadata area (heap structs); slots 1.. are chunks. Also here: the chunk map
- * (one bit per 4 MiB of address space: "a chunk header starts here") and every OS call that changes
- * the commit state, with its accounting.
+ * (one byte per 4 MiB of address space: "a chunk header starts here"). The OS calls go through
+ * mem.c; when a free slot is given back is purge.c's decision.
  *
  * Slot 0 layout (offsets from the arena base):
  *   0                       struct ra_arena_s
@@ -13,7 +13,6 @@
 
 #include "internal.h"
 
-ra_counters_t _ra_counters;
 _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 
 static ra_arena_t *_Atomic arenas[RA_MAX_ARENAS];
@@ -21,71 +20,6 @@ static atomic_size_t arena_count;
 static ra_lock_t arena_create_lock = RA_LOCK_INIT;
 static ra_lock_t meta_lock = RA_LOCK_INIT;
 static size_t meta_arena; /* index of the arena whose slot 0 serves metadata now (meta_lock) */
-
-/* ---- Accounted OS calls --------------------------------------------------------------------------- */
-
-static void counter_add(_Atomic(size_t) *c, size_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
-
-/* Count `size` more bytes as committed, unless that passes RAMALLOC_LIMIT: then give back all free
- * memory (a purge pass that only try-locks, so it is safe under any allocator lock) and try once
- * more. The check and the count are one compare-and-swap, so threads cannot overshoot together. */
-static bool commit_charge(size_t size) {
-  size_t limit = (size_t)_ra_option(RA_OPT_LIMIT);
-  if (limit == 0) {
-    atomic_fetch_add_explicit(&_ra_counters.committed, size, memory_order_relaxed);
-    return true;
-  }
-  for (int attempt = 0; attempt < 2; attempt++) {
-    size_t cur = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
-    while (cur + size <= limit) {
-      if (atomic_compare_exchange_weak_explicit(&_ra_counters.committed, &cur, cur + size, memory_order_relaxed,
-                                                memory_order_relaxed))
-        return true;
-    }
-    if (attempt == 0) _ra_arena_purge(_ra_now_ms(), 0, false);
-  }
-  return false;
-}
-
-int _ra_mem_commit(void *addr, size_t size) {
-  if (!commit_charge(size)) {
-    counter_add(&_ra_counters.commit_failures, 1);
-    return ENOMEM;
-  }
-  bool zero;
-  int err = _ra_os_commit(addr, size, &zero);
-  counter_add(&_ra_counters.commit_calls, 1);
-  if (err != RA_OS_OK) {
-    counter_add(&_ra_counters.commit_failures, 1);
-    atomic_fetch_sub_explicit(&_ra_counters.committed, size, memory_order_relaxed);
-    return err;
-  }
-  size_t now = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
-  size_t peak = atomic_load_explicit(&_ra_counters.committed_peak, memory_order_relaxed);
-  while (now > peak && !atomic_compare_exchange_weak_explicit(&_ra_counters.committed_peak, &peak, now,
-                                                              memory_order_relaxed, memory_order_relaxed)) {
-  }
-  return RA_OS_OK;
-}
-
-int _ra_mem_decommit(void *addr, size_t size) {
-  int err = _ra_os_decommit(addr, size);
-  counter_add(&_ra_counters.decommit_calls, 1);
-  /* Even on failure the pages are no longer ours to use: count them as given back so the books
-   * match what the allocator will touch. */
-  atomic_fetch_sub_explicit(&_ra_counters.committed, size, memory_order_relaxed);
-  return err;
-}
-
-int _ra_mem_protect(void *addr, size_t size, ra_prot_t prot) {
-  counter_add(&_ra_counters.protect_calls, 1);
-  return _ra_os_protect(addr, size, prot);
-}
-
-int _ra_mem_reset(void *addr, size_t size) {
-  counter_add(&_ra_counters.reset_calls, 1);
-  return _ra_os_reset(addr, size);
-}
 
 /* ---- Bitmaps -------------------------------------------------------------------------------------- */
 
@@ -123,8 +57,7 @@ static ra_arena_t *arena_create(size_t size, size_t min_size) {
   void *base;
   int err;
   for (;;) {
-    err = _ra_os_reserve(size, RA_CHUNK_SIZE, &base);
-    counter_add(&_ra_counters.reserve_calls, 1);
+    err = _ra_mem_reserve(size, RA_CHUNK_SIZE, &base);
     if (err == RA_OS_OK) break;
     _ra_verbose("ramalloc: reserving %zu bytes failed (error %d)\n", size, err);
     size_t half = _ra_align_up(size / 2, RA_CHUNK_SIZE);
@@ -136,11 +69,9 @@ static ra_arena_t *arena_create(size_t size, size_t min_size) {
   size_t meta_start = _ra_align_up(sizeof(ra_arena_t) + (3 * words + slots) * sizeof(uint64_t), 64);
   size_t head_commit = _ra_align_up(meta_start, RA_SLICE_SIZE);
   if (head_commit > RA_CHUNK_SIZE / 2 || _ra_mem_commit(base, head_commit) != RA_OS_OK) {
-    _ra_os_release(base, size);
-    counter_add(&_ra_counters.release_calls, 1);
+    _ra_mem_release(base, size);
     return NULL;
   }
-  counter_add(&_ra_counters.reserved, size);
   ra_arena_t *a = (ra_arena_t *)base;
   a->magic = RA_ARENA_MAGIC;
   a->base = (uint8_t *)base;
@@ -218,7 +149,7 @@ static size_t arena_find_run(ra_arena_t *a, size_t count, size_t step, bool clea
 static void slot_decommit(ra_arena_t *a, size_t i) {
   if (!bit_get(a->committed, i)) return;
   ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
-  _ra_chunk_decommit_slices(c, c->committed | 1); /* slice 0 is committed whenever the slot is */
+  _ra_mem_decommit_slices(c, c->committed | 1); /* slice 0 is committed whenever the slot is */
   bit_clear(a->committed, i);
   bit_clear(a->purgeable, i);
 }
@@ -234,7 +165,7 @@ static ra_chunk_t *arena_take_run(ra_arena_t *a, size_t count, size_t step, bool
   bool committed = bit_get(a->committed, i);
   if (had != NULL) {
     /* A huge run that reuses what its slots still hold: the caller learns which slots had a
-     * committed header (their own bitmaps say the rest) and reconciles them (chunk.c). */
+     * committed header (their own bitmaps say the rest) and reconciles them (huge.c). */
     for (size_t j = 0; j < count; j++) {
       if (bit_get(a->committed, i + j)) had[j >> 6] |= 1ULL << (j & 63);
       else had[j >> 6] &= ~(1ULL << (j & 63));
@@ -294,72 +225,22 @@ ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64
   return c;
 }
 
-static int slot_reset_run(ra_chunk_t *c, size_t first, size_t count, void *arg) {
-  (void)arg;
-  _ra_mem_reset((uint8_t *)c + first * RA_SLICE_SIZE, count * RA_SLICE_SIZE);
-  atomic_fetch_add_explicit(&_ra_counters.purged, count * RA_SLICE_SIZE, memory_order_relaxed);
-  return 0;
-}
-
-/* Purge a free committed slot (arena lock held): decommit all of it, header included, or reset
- * its slices and keep the header (whose bitmaps say what is committed) for the next user. */
-static void slot_purge(ra_arena_t *a, size_t i) {
+/* Give back a free committed slot (arena lock held): decommit all of it, header included, or, with
+ * `reset`, reset its slices and keep the header (whose bitmaps say what is committed) for the next
+ * user. Whether and when is purge.c's to say. */
+void _ra_arena_slot_purge(ra_arena_t *a, size_t i, bool reset) {
   ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
   uint64_t committed = c->committed | 1;
   bit_clear(a->purgeable, i);
-  if (!_ra_purge_reset_only()) {
-    atomic_fetch_add_explicit(&_ra_counters.purged, (size_t)__builtin_popcountll(committed) * RA_SLICE_SIZE,
-                              memory_order_relaxed);
+  atomic_fetch_add_explicit(&_ra_counters.purged,
+                            (size_t)__builtin_popcountll(reset ? committed & ~1ULL : committed) * RA_SLICE_SIZE,
+                            memory_order_relaxed);
+  if (!reset) {
     slot_decommit(a, i);
     return;
   }
   atomic_store_explicit(&c->purge_slices, 0, memory_order_relaxed);
-  _ra_slice_runs(c, committed & ~1ULL, slot_reset_run, NULL); /* the header (slice 0) stays */
-}
-
-/* One purge pass over every arena: free chunks that have waited `delay` ms (all with force) go
- * back whole, and so do the free slices of chunks in use. Arenas and chunks that are busy are
- * skipped (unless force), so no thread ever waits here for another's allocation. Returns true when
- * free memory is left for a later pass (not old enough yet, or skipped as busy). */
-bool _ra_arena_purge(uint64_t now, uint64_t delay, bool force) {
-  bool left = false;
-  size_t n = _ra_arena_count();
-  for (size_t k = 0; k < n; k++) {
-    ra_arena_t *a = _ra_arena_at(k);
-    if (force) {
-      _ra_lock(&a->lock);
-    } else if (!_ra_trylock(&a->lock)) {
-      left = true;
-      continue;
-    }
-    size_t words = (a->chunk_slots + 63) / 64;
-    for (size_t w = 0; w < words; w++) {
-      for (uint64_t m = a->purgeable[w]; m != 0; m &= m - 1) {
-        size_t i = w * 64 + (size_t)__builtin_ctzll(m);
-        if (force || now - a->free_ms[i] >= delay) slot_purge(a, i);
-        else left = true;
-      }
-      for (uint64_t m = a->in_use[w] & ~(w == 0 ? 1ULL : 0); m != 0; m &= m - 1) {
-        size_t i = w * 64 + (size_t)__builtin_ctzll(m);
-        if (i >= a->chunk_slots) break;
-        ra_chunk_t *c = (ra_chunk_t *)(a->base + i * RA_CHUNK_SIZE);
-        if (!_ra_chunk_map_has((uintptr_t)c) || c->kind != RA_CHUNK_PAGES) continue;
-        if (atomic_load_explicit(&c->purge_slices, memory_order_relaxed) == 0) continue;
-        if (force) {
-          _ra_chunk_lock(c);
-        } else if (!_ra_chunk_trylock(c)) {
-          left = true;
-          continue;
-        }
-        _ra_chunk_purge_slices(c, now, delay, force);
-        if (atomic_load_explicit(&c->purge_slices, memory_order_relaxed) != 0) left = true;
-        _ra_chunk_unlock(c);
-      }
-    }
-    ra_assert_internal(_ra_arena_is_valid(a));
-    _ra_unlock(&a->lock);
-  }
-  return left;
+  _ra_mem_reset_slices(c, committed & ~1ULL); /* the header (slice 0) stays */
 }
 
 /* A chunk run goes back to its arena. Page chunks stay committed (purgeable: their header keeps
@@ -373,7 +254,7 @@ void _ra_arena_chunk_free(ra_arena_t *a, size_t i, size_t count, bool decommitte
  * which of its slices are), the rest decommitted: the committed ones wait for a purge. */
 void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint64_t free_ms) {
   uint64_t now = free_ms;
-  bool purge_now = _ra_option(RA_OPT_PURGE_DELAY_MS) == 0;
+  bool purge_now = _ra_purge_delay() == 0;
   _ra_lock(&a->lock);
   chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
   for (size_t j = 0; j < count; j++) {
@@ -384,7 +265,7 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
       bit_set(a->committed, i + j);
       bit_set(a->purgeable, i + j);
       a->free_ms[i + j] = now;
-      if (purge_now) slot_purge(a, i + j);
+      if (purge_now) _ra_arena_slot_purge(a, i + j, _ra_purge_reset_only());
     }
   }
   a->chunks_in_use -= count;
@@ -393,7 +274,7 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
   if (kept > 0 && !purge_now) _ra_purge_notify();
 }
 
-/* Called by chunk.c once a run's header is ready: mark its first slot committed and make the
+/* Called by chunk.c and huge.c once a run's header is ready: mark its first slot committed and make the
  * chunk visible to free(). The chunk-map bit changes under the arena lock, so whoever holds it
  * (fork, a walk) sees exactly the published chunks, each with its header committed. */
 void _ra_arena_chunk_publish(ra_chunk_t *chunk) {

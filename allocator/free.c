@@ -135,19 +135,6 @@ bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t
 
 /* ---- free ----------------------------------------------------------------------------------------- */
 
-/* Owner's free, off the fast path: full pages come back to their queue, empty ones retire. */
-void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
-  ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
-                     page->capacity);
-  _ra_block_set_next(block, page->free);
-  page->free = block;
-  page->free_is_zero = 0;
-  page->used--;
-  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
-  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
-  if (page->used == 0) _ra_page_retire(heap, page);
-}
-
 /* A remote free into a page in the full queue (RA_DELAY_USE when last looked): the block goes on
  * the owner heap's delayed list, so the owner notices the page has room again. The state may have
  * changed since; then the block goes on xfree after all. */
@@ -260,7 +247,7 @@ static RA_NOINLINE void free_generic(void *p) {
   ra_heap_t *heap = _ra_heap_current();
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == heap) {
-    _ra_free_local(heap, page, block);
+    _ra_page_free_block(heap, page, block);
   } else {
     if (heap == &_ra_heap_empty && owner != NULL) _ra_heap_note_free(owner);
     free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */

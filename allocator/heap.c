@@ -7,24 +7,14 @@
  * thread that starts takes it over as it is (its first allocation finds pages of every class it
  * used, in cache, and frees into them are local). A heap parked for half the purge delay, or when
  * no thread with a heap is left, is abandoned: its empty pages go back to their chunks and the
- * chunks wait on the abandoned list for adoption or a sweep (chunk.c). */
+ * chunks wait on the abandoned list for adoption or a sweep (both here). Process start-up, fork
+ * and thread exit are init.c's; it calls in here. */
 #include <errno.h>
 #include <string.h>
 
 #include "internal.h"
 
 ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}};
-
-bool _ra_commit_whole_chunks;
-bool _ra_guard_pages;
-size_t _ra_protect_freed;
-uintptr_t _ra_key; /* free-list link secret, set once before the first block exists */
-
-static ra_lock_t init_lock = RA_LOCK_INIT;
-static atomic_bool initialised;
-
-/* Keeps init.c (start-up, fork, exit: nothing calls it) in a static link from an archive. */
-__attribute__((used)) static const char *const init_anchor = &_ra_init_linked;
 
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
@@ -66,48 +56,165 @@ static ra_heap_t *heir_take(void) { return NULL; }
 
 size_t _ra_heap_live(void) { return atomic_load_explicit(&heaps_live, memory_order_relaxed); }
 
-static void heap_thread_done(void *value);
+/* ---- Abandoned chunks, adoption, and where a heap finds a page -------------------------------------- */
 
-/* Once per process, before the first heap (from the first malloc, or from init.c's constructor,
- * whichever comes first). Allocates nothing: getenv, open/read and the thread layer's key creation
- * (glibc keeps the first keys in the thread descriptor) are safe here. */
-void _ra_init(void) {
-  if (atomic_load_explicit(&initialised, memory_order_acquire)) return;
-  _ra_lock(&init_lock);
-  if (!atomic_load_explicit(&initialised, memory_order_relaxed)) {
-    _ra_options_init();
-    _ra_prof_init();
-    /* Odd and with its top 12 bits RA_KEY_TOP: a zeroed first word (blocks are 16-aligned, far
-     * below 2^63) then never decodes to NULL or to an address in the block's chunk, and common
-     * values in a live block's first word never look like a link (_ra_block_looks_free). */
-    _ra_key = ((uintptr_t)_ra_os_random() & ~RA_KEY_TOP_MASK) | RA_KEY_TOP | 1;
-    const ra_os_info_t *os = _ra_os_info();
-    long long mode = _ra_option(RA_OPT_COMMIT);
-    bool over = mode == RA_COMMIT_OPT_OVERCOMMIT || (mode == RA_COMMIT_OPT_AUTO && !os->overcommit_strict);
-    _ra_os_set_commit_mode(over ? RA_COMMIT_OVERCOMMIT : RA_COMMIT_PROTECT);
-    /* Where every commit splits a mapping (Linux, vm.max_map_count), protect mode commits whole
-     * chunks: neighbouring chunks then merge into one mapping. See docs/os-layer.md. */
-    _ra_commit_whole_chunks = !over && os->commit_splits_mappings;
-    _ra_guard_pages = _ra_option(RA_OPT_GUARD_PAGES) != 0;
-    _ra_protect_freed = (size_t)_ra_option(RA_OPT_PROTECT_FREED);
-    _ra_secure_init();
-    _ra_purge_init();
-    _ra_thread_init(heap_thread_done);
-    if (_ra_option(RA_OPT_VERBOSE)) {
-      _ra_options_print();
-      _ra_write(2, "ramalloc: os page %zu, granularity %zu, commit mode %s\n", os->page_size, os->granularity,
-                _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect");
-    }
-    atomic_store_explicit(&initialised, true, memory_order_release);
-  }
-  _ra_unlock(&init_lock);
+static ra_lock_t abandoned_lock = RA_LOCK_INIT;
+static ra_chunk_t *abandoned;          /* doubly linked through next/prev (abandoned_lock) */
+static atomic_size_t abandoned_count;
+
+/* A chunk of a heap whose thread is gone goes on the abandoned list; its pages are already in the
+ * RA_DELAY_NEVER state. */
+static void chunk_abandon(ra_chunk_t *c) {
+  atomic_store_explicit(&c->heap, NULL, memory_order_release);
+  ra_assert_internal(!c->abandoned && _ra_page_chunk_check(c, NULL, false));
+  _ra_lock(&abandoned_lock);
+  c->abandoned = 1;
+  c->prev = NULL;
+  c->next = abandoned;
+  if (abandoned) abandoned->prev = c;
+  abandoned = c;
+  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  _ra_unlock(&abandoned_lock);
+  _ra_purge_notify(); /* other threads' frees into it are collected by a sweep */
 }
 
-/* fork() (init.c runs the handlers in the lock order): the heap list is held across it. In the
- * child only the forking thread lives on; a walk or a reap in another thread does not exist there
- * (a reaped heap it held is lost, as a heap whose thread was exiting is). */
-void _ra_heap_fork_prepare(void) { _ra_lock(&heap_lock); }
-void _ra_heap_fork_release(void) { _ra_unlock(&heap_lock); }
+static void abandoned_unlink(ra_chunk_t *c) {
+  if (c->prev) c->prev->next = c->next;
+  else abandoned = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  c->abandoned = 0;
+  atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+}
+
+static ra_chunk_t *abandoned_pop(void) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
+  _ra_lock(&abandoned_lock);
+  ra_chunk_t *c = abandoned;
+  if (c != NULL) abandoned_unlink(c);
+  _ra_unlock(&abandoned_lock);
+  return c;
+}
+
+/* Does any page of the chunk hold blocks other threads freed and nobody collected? */
+static bool chunk_has_remote_frees(const ra_chunk_t *c) {
+  for (size_t idx = 1; idx < RA_SLICES; idx++) {
+    const ra_page_t *page = &c->pages[idx];
+    if ((atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) == 0 &&
+        (atomic_load_explicit(&page->xfree, memory_order_relaxed) & ~(uintptr_t)3) != 0)
+      return true;
+  }
+  return false;
+}
+
+/* Sweep the abandoned chunks that other threads freed into (a purge pass): collect those frees,
+ * give the pages they emptied back, and release chunks that became empty; the rest go back on the
+ * list. Any thread may do it: a chunk taken off the list (under its lock) belongs to nobody else,
+ * and other threads only ever push onto its pages' remote lists. A thread whose frees emptied its
+ * pages is gone, and the program may never start another: without this, the memory would stay. */
+void _ra_heap_sweep_abandoned(void) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return;
+  ra_chunk_t *todo = NULL;
+  _ra_lock(&abandoned_lock);
+  for (ra_chunk_t *c = abandoned, *next; c != NULL; c = next) {
+    next = c->next;
+    if (!chunk_has_remote_frees(c)) continue;
+    abandoned_unlink(c);
+    c->next = todo;
+    todo = c;
+  }
+  _ra_unlock(&abandoned_lock);
+  uint64_t now = _ra_now_ms();
+  for (ra_chunk_t *c = todo, *next; c != NULL; c = next) {
+    next = c->next;
+    bool released = false;
+    for (size_t idx = 1; idx < RA_SLICES && !released;) {
+      ra_page_t *page = &c->pages[idx];
+      if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) {
+        idx++;
+        continue;
+      }
+      idx += page->slice_count;
+      _ra_chunk_lock(c); /* a walk (inspect.c) reads abandoned chunks' pages holding it */
+      _ra_page_collect(page);
+      bool empty = page->used == 0;
+      _ra_chunk_unlock(c);
+      if (!empty) continue;
+      released = c->pages_in_use == 1;
+      _ra_chunk_span_free(NULL, c, page, now);
+    }
+    if (!released) chunk_abandon(c);
+  }
+}
+
+/* Make `heap` the owner of an abandoned chunk: collect what other threads freed meanwhile, give
+ * empty pages back, and queue the rest. The chunk may be released when every page was empty. */
+static void chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
+  atomic_store_explicit(&c->heap, heap, memory_order_release);
+  _ra_chunk_list_push(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
+  for (size_t idx = 1; idx < RA_SLICES;) {
+    ra_page_t *page = &c->pages[idx];
+    uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
+    if (flags & RA_PAGE_NOT_PAGE) {
+      idx++;
+      continue;
+    }
+    idx += page->slice_count;
+    _ra_page_set_delay(page, RA_DELAY_NONE, true);
+    _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
+    _ra_page_collect(page);
+    if (page->used == 0) {
+      bool last = c->pages_in_use == 1;
+      _ra_chunk_span_free(heap, c, page, _ra_now_ms());
+      if (last) return; /* the chunk went back to its arena */
+    } else {
+      _ra_page_queue_push(heap, page);
+      ra_assert_internal(_ra_page_queued_is_valid(heap, page, false));
+    }
+  }
+  ra_assert_internal(_ra_page_chunk_check(c, heap, false));
+}
+
+/* A run of `slices` free slices for a new page, in this order: slices of the heap's own chunks
+ * freed lately and still committed (reusing them costs no page faults, and they would otherwise
+ * sit in memory until a purge while fresh slices get touched); then any free slices of its chunks;
+ * then an abandoned chunk, adopted; then a new chunk. NULL when out of memory. */
+static ra_page_t *span_find(ra_heap_t *heap, size_t slices) {
+  ra_page_t *page;
+  for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next)
+    if ((page = _ra_chunk_span_take(heap, c, slices, true)) != NULL) return page;
+  _ra_purge_pressure(); /* no warm run: the span will need fresh memory */
+  for (ra_chunk_t *c = heap->chunks; c != NULL; c = c->next)
+    if ((page = _ra_chunk_span_take(heap, c, slices, false)) != NULL) return page;
+  ra_chunk_t *c;
+  while ((c = abandoned_pop()) != NULL) {
+    chunk_adopt(heap, c);
+    if (atomic_load_explicit(&c->heap, memory_order_relaxed) != heap) continue; /* emptied and released */
+    if ((page = _ra_chunk_span_take(heap, c, slices, false)) != NULL) return page;
+  }
+  c = _ra_chunk_new(heap);
+  return c != NULL ? _ra_chunk_span_take(heap, c, slices, false) : NULL;
+}
+
+/* A new page of class `class_idx` on a span (span_find), queued first, when the heap's queue has
+ * none with room (_ra_heap_find_page); NULL when out of memory. */
+ra_page_t *_ra_heap_page_new(ra_heap_t *heap, size_t class_idx) {
+  ra_page_t *page = span_find(heap, _ra_page_class_slices(class_idx));
+  if (page == NULL || _ra_page_setup(heap, page, class_idx) != 0) return NULL;
+  return page;
+}
+
+/* fork() (init.c runs the handlers in the lock order): the heap list and the abandoned list are
+ * held across it. In the child only the forking thread lives on; a walk or a reap in another thread
+ * does not exist there (a reaped heap it held is lost, as a heap whose thread was exiting is). */
+void _ra_heap_fork_prepare(void) {
+  _ra_lock(&heap_lock);
+  _ra_lock(&abandoned_lock);
+}
+void _ra_heap_fork_release(void) {
+  _ra_unlock(&abandoned_lock);
+  _ra_unlock(&heap_lock);
+}
 void _ra_heap_fork_child(void) {
   _ra_lock_init(&walk_lock);
   /* The other heaps are orphans. */
@@ -121,11 +228,11 @@ static void heap_reset(ra_heap_t *h) {
   for (size_t i = 0; i < RA_DIRECT_COUNT; i++) h->direct[i] = &_ra_page_empty;
 }
 
-/* The calling thread's heap, created on its first allocation. NULL when no memory is left. */
+/* The calling thread's heap, created on its first allocation (the process initialised: alloc.c).
+ * NULL when no memory is left. */
 ra_heap_t *_ra_heap_get_slow(void) {
   ra_heap_t *h = _ra_heap_current();
   if (h != &_ra_heap_empty) return h;
-  _ra_init();
   ra_heap_t *want = heir_take();
   _ra_lock(&heap_lock);
   /* An exited thread's heap first: the one this thread freed into, else the latest parked (its
@@ -168,7 +275,6 @@ ra_heap_t *_ra_heap_get_slow(void) {
   ra_assert_internal(_ra_heap_is_valid(h, RA_HEAP_LIVE));
   _ra_heap_set_current(h);
   _ra_thread_register(h);
-  _ra_purge_start_wanted(); /* the process's first heap starts the purger (purge.c) */
   return h;
 }
 
@@ -184,7 +290,7 @@ void _ra_heap_collect_delayed(ra_heap_t *heap) {
       next = NULL;
     }
     ra_chunk_t *c = _ra_chunk_of(b);
-    _ra_free_local(heap, _ra_page_of(c, b), b);
+    _ra_page_free_block(heap, _ra_page_of(c, b), b);
     b = next;
   }
 }
@@ -227,17 +333,14 @@ static void heap_abandon(ra_heap_t *heap) {
   ra_chunk_t *c;
   while ((c = heap->chunks) != NULL) {
     _ra_chunk_list_remove(&heap->chunks, c);
-    _ra_chunk_abandon(c);
+    chunk_abandon(c);
   }
   while ((c = heap->chunks_full) != NULL) {
     _ra_chunk_list_remove(&heap->chunks_full, c);
-    _ra_chunk_abandon(c);
+    chunk_abandon(c);
   }
   ra_assert_internal(heap->chunks == NULL && heap->chunks_full == NULL &&
                      atomic_load_explicit(&heap->delayed_free, memory_order_relaxed) == NULL);
-  /* Thread exit is a slow path too: give back what has waited out the delay. */
-  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
-  if (delay >= 0) _ra_arena_purge(_ra_now_ms(), (uint64_t)delay, false);
 }
 
 /* Abandon a heap no thread uses (its own thread, exiting, or a parked heap taken off the list) and
@@ -287,13 +390,12 @@ bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force) {
   return left;
 }
 
-/* Thread exit. The heap is parked when another thread with a heap lives on (whose purges, or the
- * purger's, abandon it if no new thread takes it) and purging is on a delay; otherwise abandoned
- * now, and the last thread abandons the parked heaps too. */
-static void heap_thread_done(void *value) {
-  ra_heap_t *h = value;
-  if (h == NULL || h == &_ra_heap_empty) return;
-  long long delay = _ra_option(RA_OPT_PURGE_DELAY_MS);
+/* Thread exit (init.c). The heap is parked when another thread with a heap lives on (whose purges,
+ * or the purger's, abandon it if no new thread takes it) and purging is on a delay; otherwise
+ * abandoned now, and the last thread abandons the parked heaps too. Says which. */
+ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *h) {
+  if (h == NULL || h == &_ra_heap_empty) return RA_HEAP_EXIT_NONE;
+  long long delay = _ra_purge_delay();
   uint64_t now = delay > 0 ? _ra_now_ms() : 0;
   _ra_lock(&heap_lock);
   bool last = atomic_fetch_sub_explicit(&heaps_live, 1, memory_order_relaxed) == 1;
@@ -309,18 +411,14 @@ static void heap_thread_done(void *value) {
                           memory_order_relaxed);
   }
   _ra_unlock(&heap_lock);
-  if (park) {
-    _ra_purge_notify(); /* a later pass abandons it if no thread takes it */
-    return;
-  }
+  if (park) return RA_HEAP_EXIT_PARKED;
   heap_retire(h);
-  if (last) {
-    /* Waits out a walk in another thread (this one is in no walk: it is exiting). */
-    _ra_lock(&walk_lock);
-    reap_parked(0, 0, true);
-    _ra_unlock(&walk_lock);
-    _ra_purge_stop();
-  }
+  if (!last) return RA_HEAP_EXIT_RETIRED;
+  /* Waits out a walk in another thread (this one is in no walk: it is exiting). */
+  _ra_lock(&walk_lock);
+  reap_parked(0, 0, true);
+  _ra_unlock(&walk_lock);
+  return RA_HEAP_EXIT_LAST;
 }
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
@@ -334,7 +432,7 @@ bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
     for (ra_chunk_t *c = full ? heap->chunks_full : heap->chunks; c != NULL; prev = c, c = c->next) {
       if (c->prev != prev) return _ra_invariant_fail("chunk list links", c);
       if ((c->free_count == 0) != (full == 1)) return _ra_invariant_fail("chunk on the right list", c);
-      if (!_ra_chunk_check(c, heap, at_rest)) return false;
+      if (!_ra_page_chunk_check(c, heap, at_rest)) return false;
     }
   }
   for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {

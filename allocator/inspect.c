@@ -151,7 +151,7 @@ static void json_preamble(out_t *o, const char *reason) {
          "\"purge\": \"%s\", \"purge_delay_ms\": %lld},\n",
       _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect",
       _ra_commit_whole_chunks ? "true" : "false", _ra_option(RA_OPT_ARENA_RESERVE),
-      purge_names[purge == RA_PURGE_RESET ? 0 : 1], _ra_option(RA_OPT_PURGE_DELAY_MS));
+      purge_names[purge == RA_PURGE_RESET ? 0 : 1], _ra_purge_delay());
   OUT(o, "  \"sizes\": {\"alignment\": %d, \"os_page\": %zu, \"slice\": %zu, \"chunk\": %zu, \"slices_per_chunk\": %zu,\n",
       RA_ALIGN, _ra_os_info()->page_size, RA_SLICE_SIZE, RA_CHUNK_SIZE, RA_SLICES);
   OUT(o, "            \"small_max\": %zu, \"medium_max\": %zu, \"medium_slices\": %d, \"large_max\": %zu, \"direct_max\": %d},\n",

@@ -374,13 +374,13 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *       heap too, which only try-locks it, except a thread that waits it out holding nothing.
  *    3. heap_lock (heap.c): the lists of live and pooled heaps. _ra_heap_foreach callbacks take
  *       no lock.
- *    4. abandoned_lock (chunk.c): the abandoned list. Nothing is locked under it.
+ *    4. abandoned_lock (heap.c): the abandoned list. Nothing is locked under it.
  *    5. meta_lock, then arena_create_lock (arena.c): the metadata bump allocator, arena creation.
  *    6. arena->lock, by arena index when several are held (fork); a walk holding one arena's lock
  *       only try-locks another.
  *    7. chunk->lock (chunk.c, a spin lock): the owner while it changes the slice bitmaps, a purge
- *       pass or a walk under the arena lock. Held for a bounded step; under it only OS calls, and
- *       the RAMALLOC_LIMIT purge pass of commit_charge (arena.c), which only try-locks.
+ *       pass or a walk under the arena lock. Held for a bounded step; under it only OS calls
+ *       (mem.c: a commit over RAMALLOC_LIMIT fails, it does not purge).
  *    8. prof_lock (prof_posix.c): the sample tables; a leaf, taken on malloc and free with no
  *       other allocator lock held (and under snap_lock).
  * fork: init.c's one prepare handler takes 3, 4, 5, every arena lock (6), every published page
@@ -391,7 +391,7 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *
  * Page delay states (ra_delay_t, the low bits of page->xfree): who moves a page from which state to
  * which.
- *    (span taken)   -> NONE     _ra_page_init
+ *    (span taken)   -> NONE     _ra_page_setup
  *    NONE  -> USE               the owner, moving a page without free blocks to the full queue
  *                               (page_to_full)
  *    USE   -> NONE              the owner: a remote free came in meanwhile (page_to_full), or the
@@ -401,7 +401,7 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
  *                               queue until the owner collects that list
  *    NONE, USE -> NEVER         the owner at thread exit (heap_abandon), before its chunks are
  *                               abandoned; remote frees then go to xfree only
- *    NEVER -> NONE              the adopting heap (_ra_chunk_adopt), the chunk off the list
+ *    NEVER -> NONE              the adopting heap (chunk_adopt, heap.c), the chunk off the list
  *    FREEING -> USE             a fork child, whose freeing thread does not exist
  * The owner never overwrites FREEING (_ra_page_set_delay yields until it ends), so a remote thread
  * in it may use the heap; other than adoption nothing leaves NEVER. Hence, for the owner: a page
@@ -547,14 +547,25 @@ void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) RA_COLD;
 void _ra_error(const char *what, const void *p) RA_COLD;
 bool _ra_invariant_fail(const char *what, const void *where) RA_COLD; /* reports, returns false */
 
-/* arena.c: arenas, the chunk map, metadata memory, and every OS call with its accounting */
+/* mem.c: every OS call that reserves, commits, decommits, resets, protects or releases, with its
+ * accounting; a commit over RAMALLOC_LIMIT fails (ENOMEM). The *_slices forms make one call per run
+ * of a chunk's slices and keep its committed, dirty and noaccess bitmaps in step. */
 extern ra_counters_t _ra_counters;
-extern _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
+int _ra_mem_reserve(size_t size, size_t align, void **base);
+void _ra_mem_release(void *base, size_t size);
 int _ra_mem_commit(void *addr, size_t size);
 int _ra_mem_decommit(void *addr, size_t size);
 int _ra_mem_reset(void *addr, size_t size);
 int _ra_mem_protect(void *addr, size_t size, ra_prot_t prot);
-bool _ra_arena_purge(uint64_t now, uint64_t delay, bool force);
+int _ra_mem_commit_slices(ra_chunk_t *chunk, uint64_t mask);
+void _ra_mem_decommit_slices(ra_chunk_t *chunk, uint64_t mask);
+void _ra_mem_reset_slices(ra_chunk_t *chunk, uint64_t mask);
+uint64_t _ra_mem_protect_slices(ra_chunk_t *chunk, uint64_t mask, ra_prot_t prot); /* the slices changed */
+void _ra_mem_unprotect_slices(ra_chunk_t *chunk, uint64_t mask); /* those of mask in chunk->noaccess */
+
+/* arena.c: arenas (slot bitmaps), the chunk map, metadata memory */
+extern _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
+void _ra_arena_slot_purge(ra_arena_t *a, size_t slot, bool reset); /* a free committed slot; arena lock held */
 ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
 void _ra_arena_chunk_publish(ra_chunk_t *chunk);
@@ -588,92 +599,167 @@ static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
   return _ra_chunk_map_has_n(chunk_addr >> RA_CHUNK_SHIFT);
 }
 
-/* chunk.c: spans of slices inside chunks, and huge blocks */
-ra_page_t *_ra_chunk_span_alloc(ra_heap_t *heap, size_t slices);
+/* chunk.c: chunks of pages as slices: spans taken and given back, the chunk lock, and giving back
+ * free slots and slices (when, and how, purge.c says) */
+ra_chunk_t *_ra_chunk_new(ra_heap_t *heap);
+ra_page_t *_ra_chunk_span_take(ra_heap_t *heap, ra_chunk_t *chunk, size_t slices, bool warm);
 void _ra_chunk_span_free(ra_heap_t *heap, ra_chunk_t *chunk, ra_page_t *page, uint64_t free_since);
 int _ra_chunk_commit_slices(ra_chunk_t *chunk, size_t first, size_t count);
-void _ra_chunk_decommit_slices(ra_chunk_t *chunk, uint64_t mask);
-void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero);
-void _ra_huge_free(ra_chunk_t *chunk);
-bool _ra_huge_resize(ra_chunk_t *chunk, size_t size);
-void _ra_chunk_adopt(ra_heap_t *heap, ra_chunk_t *chunk);
-void _ra_chunk_sweep_abandoned(void);
-ra_chunk_t *_ra_chunk_pop_abandoned(void);
-void _ra_chunk_abandon(ra_chunk_t *chunk);
+bool _ra_chunk_purge_free(uint64_t now, uint64_t age, bool force, bool reset); /* true: some left */
 void _ra_chunk_list_remove(ra_chunk_t **list, ra_chunk_t *c);
 void _ra_chunk_list_push(ra_chunk_t **list, ra_chunk_t *c);
-void _ra_chunk_purge_slices(ra_chunk_t *chunk, uint64_t now, uint64_t delay, bool force);
 void _ra_chunk_lock(ra_chunk_t *chunk);
 bool _ra_chunk_trylock(ra_chunk_t *chunk);
 void _ra_chunk_unlock(ra_chunk_t *chunk);
-void _ra_chunk_fork_prepare(void);
-void _ra_chunk_fork_release(void);
 void _ra_chunk_fork_lock_all(void);   /* every arena lock held */
 void _ra_chunk_fork_unlock_all(void); /* parent */
 void _ra_chunk_fork_child(void);      /* child: unlocks too */
-/* The chunk's invariants (internal.h) and those of its pages (free lists walked with `walk`), for
- * `owner` (NULL: abandoned, or swept). The caller owns the chunk and holds its lock;
- * _ra_chunk_check takes the lock itself. */
-bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner, bool walk);
-bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
+/* The chunk's own invariants (internal.h), for `owner` (NULL: abandoned, or swept); its pages':
+ * _ra_page_chunk_check. The caller owns the chunk and holds its lock; _ra_chunk_check takes the
+ * lock itself. */
+bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner);
+bool _ra_chunk_check(ra_chunk_t *c, const ra_heap_t *owner);
+
+/* huge.c: blocks above RA_LARGE_MAX, each in a run of chunks of its own */
+void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero);
+void _ra_huge_free(ra_chunk_t *chunk);
+bool _ra_huge_resize(ra_chunk_t *chunk, size_t size);
 
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
 extern const uint32_t _ra_class_size[RA_CLASS_COUNT];
 extern const uint8_t _ra_direct_class[RA_DIRECT_COUNT]; /* (size + 15) / 16 -> _ra_size_class(size) */
-void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
+size_t _ra_page_class_slices(size_t class_idx);
+int _ra_page_setup(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
 int _ra_page_extend(ra_page_t *page);
 void _ra_page_collect(ra_page_t *page);
 size_t _ra_page_collect_xfree(ra_page_t *page);
 void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page);
+ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx); /* &_ra_page_empty: none */
 void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free_since(ra_heap_t *heap, ra_page_t *page, uint64_t free_since);
-ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx);
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on);
 /* The page's own invariants (its free list walked with `walk`), then its place in its owner's
  * queues: links, the IN_FULL flag, the delay state (RA_DELAY_NEVER throughout while `abandoning`)
  * and direct[]. Owner only. */
 bool _ra_page_is_valid(const ra_page_t *page, bool walk);
 bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning);
+/* A chunk's invariants and each of its pages' (free lists walked with `walk`), under its lock. */
+bool _ra_page_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
+/* A block of an owned page freed by the owner off the fast path (free.c, and the heap's delayed
+ * list): full pages come back to their queue, empty ones retire. Inline: free's generic path. */
+static inline void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
+  ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
+                     page->capacity);
+  _ra_block_set_next(block, page->free);
+  page->free = block;
+  page->free_is_zero = 0;
+  page->used--;
+  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
+  if (page->used == 0) _ra_page_retire(heap, page);
+}
 
-/* heap.c: thread heaps, process initialisation, thread exit */
-extern ra_heap_t _ra_heap_empty;
+/* init.c: process start-up, fork, thread exit and exit. _ra_init: the settings, once per process
+ * before the first heap (from the first malloc, ra_collect, or init.c's constructor, whichever comes
+ * first; allocates nothing). */
 extern bool _ra_commit_whole_chunks; /* set once at initialisation */
 extern bool _ra_guard_pages;         /* RAMALLOC_GUARD_PAGES, set once at initialisation */
 extern size_t _ra_protect_freed;     /* RAMALLOC_PROTECT_FREED (largest block protected; 0: off), set once */
+void _ra_init(void);
+
+/* heap.c: thread heaps, where a heap finds a page, abandoned chunks and their adoption */
+extern ra_heap_t _ra_heap_empty;
 ra_heap_t *_ra_heap_get_slow(void);
+ra_page_t *_ra_heap_page_new(ra_heap_t *heap, size_t class_idx);
+/* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
+ * memory: a page of the queue (_ra_page_queue_find), else a new page on a span, found in the order
+ * span_find (heap.c) gives. Inline: allocation's generic path. */
+static inline ra_page_t *_ra_heap_find_page(ra_heap_t *heap, size_t class_idx) {
+  ra_page_t *page = _ra_page_queue_find(heap, class_idx);
+  return RA_LIKELY(page != &_ra_page_empty) ? page : _ra_heap_page_new(heap, class_idx);
+}
+void _ra_heap_sweep_abandoned(void);
+typedef enum ra_heap_exit_e { RA_HEAP_EXIT_NONE, RA_HEAP_EXIT_PARKED, RA_HEAP_EXIT_RETIRED, RA_HEAP_EXIT_LAST } ra_heap_exit_t;
+ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *heap); /* RETIRED: abandoned; LAST: the parked ones too */
 void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
 void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
 void _ra_walk_lock(void);                  /* held across each read of a walk (snapshot.c) */
 void _ra_walk_unlock(void);
-void _ra_heap_fork_prepare(void);      /* init.c's fork handlers: the heap list */
+void _ra_heap_fork_prepare(void);      /* init.c's fork handlers: the heap list, the abandoned list */
 void _ra_heap_fork_release(void);
 void _ra_heap_fork_child(void);
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
-/* The heap's invariants: its chunk lists, each chunk (_ra_chunk_check), its page queues and
+/* The heap's invariants: its chunk lists, each chunk (_ra_page_chunk_check), its page queues and
  * direct[]. Owner only. RA_HEAP_AT_REST (the validator: no other thread frees into the heap now)
  * also walks every free list, wants no delayed free in flight and every empty page retired. */
 typedef enum ra_heap_check_e { RA_HEAP_LIVE, RA_HEAP_AT_REST, RA_HEAP_ABANDONING } ra_heap_check_t;
 bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how);
 bool _ra_validate_heap(void); /* the calling thread's heap, at rest */
 
-/* purge.c: giving free memory back after a delay, and the background purger */
+/* purge.c: giving free memory back after a delay, and the background purger. Every purge decision
+ * is purge's: the delay, reset or decommit, pressure, the passes, the retry after a refused
+ * commit. The layers below it (mem.c to heap.c) call none of purge.c: they ask the policy and ring
+ * the purger through the inline functions below, which read options and atomics only, and give
+ * back free memory when purge.c calls them to, with its age and mode as arguments. */
 void _ra_purge_maybe(ra_heap_t *heap);
-void _ra_purge_pressure(void);
 void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool force);
-bool _ra_purge_reset_only(void);
+void _ra_purge_collect(bool force);
+bool _ra_purge_for_retry(size_t failures_before);
+void _ra_purge_thread_exit(bool last);
 void _ra_purge_init(void);
-void _ra_purge_notify(void);
+/* The purge delay in ms (RAMALLOC_PURGE_DELAY_MS; -1: never, 0: at once): read here only. */
+static inline long long _ra_purge_delay(void) { return _ra_option(RA_OPT_PURGE_DELAY_MS); }
+/* Slices are reset rather than decommitted when asked to (unless RAMALLOC_LIMIT caps the commit
+ * charge, which a reset keeps), and when whole chunks are committed at once (decommitting a slice
+ * there would split the chunk's mapping). */
+static inline bool _ra_purge_reset_only(void) {
+  return (_ra_option(RA_OPT_PURGE) == RA_PURGE_RESET && _ra_option(RA_OPT_LIMIT) == 0) || _ra_commit_whole_chunks;
+}
 /* The background purger's state; a safe point (nothing held, nothing half-done) starts it when it
  * is wanted and not running yet: one load and a branch on the paths that check. */
 enum { RA_PURGER_IDLE = 0, RA_PURGER_WANTED = 1, RA_PURGER_RUNNING = 2, RA_PURGER_EXITING = 3, RA_PURGER_OFF = 4 };
 extern _Atomic(int) _ra_purger_state;
+extern atomic_bool _ra_purger_pending;   /* free memory waits for a purge pass */
+extern _Atomic(uint32_t) _ra_purger_word; /* the futex word the purger sleeps on */
+extern _Atomic(uint64_t) _ra_purge_pressure_next_ms;
+/* Something became free that a later pass should purge. Cheap when a pass is pending already; a
+ * futex wake only when the purger sleeps without a timer, and asked to start (at the next safe
+ * point) when it is not running. Called on slow paths, under any lock. Not inlined (each file that
+ * calls it has its own copy): a call, as on the remote-free path before it moved here. */
+static __attribute__((noinline, unused)) void _ra_purge_notify(void) {
+  if (atomic_load_explicit(&_ra_purger_pending, memory_order_relaxed)) return;
+  if (atomic_exchange_explicit(&_ra_purger_pending, true, memory_order_acq_rel)) return;
+  int st = atomic_load_explicit(&_ra_purger_state, memory_order_acquire);
+  if (st == RA_PURGER_RUNNING) {
+    atomic_fetch_add_explicit(&_ra_purger_word, 1, memory_order_release);
+    _ra_thread_wake(&_ra_purger_word);
+  } else if (st == RA_PURGER_IDLE) {
+    atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_WANTED, memory_order_acq_rel,
+                                            memory_order_relaxed);
+  }
+}
+/* Fresh memory is about to be committed (a span of slices no page used lately, a huge run): free
+ * memory that has already waited a quarter of the delay is not being reused, so it goes back now
+ * rather than sit beside the new memory until the full delay. At most one such pass per eighth of
+ * the delay (one global timestamp, like _ra_purge_maybe's). */
+static __attribute__((noinline, unused)) void _ra_purge_pressure(void) {
+  long long delay = _ra_purge_delay();
+  if (delay < 8) return; /* short delays purge soon enough; -1 never purges */
+  uint64_t now = _ra_now_ms();
+  uint64_t next = atomic_load_explicit(&_ra_purge_pressure_next_ms, memory_order_relaxed);
+  if (now < next) return;
+  if (!atomic_compare_exchange_strong_explicit(&_ra_purge_pressure_next_ms, &next, now + (uint64_t)delay / 8,
+                                               memory_order_relaxed, memory_order_relaxed))
+    return;
+  _ra_chunk_purge_free(now, (uint64_t)delay / 4, false, _ra_purge_reset_only());
+}
 void _ra_purge_start(void);
 static inline void _ra_purge_start_wanted(void) {
   if (RA_UNLIKELY(atomic_load_explicit(&_ra_purger_state, memory_order_relaxed) == RA_PURGER_WANTED)) _ra_purge_start();
@@ -685,11 +771,6 @@ void _ra_purge_fork_child(void);
  * .n for the n-th signal dump) */
 void _ra_inspect_dump_configured(unsigned serial, const char *reason);
 void _ra_inspect_at_exit(int stats_fd); /* RAMALLOC_SHOW_STATS to stats_fd, RAMALLOC_DUMP_LAYOUT */
-
-/* heap.c: the settings, once per process before the first heap (allocates nothing). init.c runs
- * it at load, then the rest of start-up; fork and exit are init.c's too. */
-void _ra_init(void);
-extern const char _ra_init_linked; /* init.c; heap.c refers to it so that a static link keeps it */
 
 /* inspect_posix.c / inspect_windows.c, from init.c: at load the copy of stderr for
  * RAMALLOC_SHOW_STATS and the RAMALLOC_DUMP_SIGNAL dumper thread (POSIX); at exit the statistics
@@ -830,7 +911,6 @@ _ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
 }
 
 /* free.c */
-void _ra_free_local(ra_heap_t *heap, ra_page_t *page, ra_block_t *block);
 void _ra_free_generic(void *p);
 bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
 void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);

@@ -37,7 +37,7 @@ const uint8_t _ra_direct_class[RA_DIRECT_COUNT] = {
 };
 _Static_assert(RA_DIRECT_COUNT == 65, "the table above covers the direct sizes");
 
-static size_t class_slices(size_t class_idx) {
+size_t _ra_page_class_slices(size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
   if (bs <= RA_SMALL_MAX) return 1;
   if (bs <= RA_MEDIUM_MAX) return RA_MEDIUM_SLICES;
@@ -47,7 +47,7 @@ static size_t class_slices(size_t class_idx) {
 
 /* RAMALLOC_GUARD_PAGES: commit the whole span and make its last OS page inaccessible, so that
  * running off the end of the page's last block faults. The span's reserved blocks stop before it
- * (_ra_page_init). Undone by _ra_chunk_span_free. */
+ * (page_init). Undone by _ra_chunk_span_free. */
 /* A queued page's place in its heap (the delay state of an abandoning heap's pages is NEVER). */
 static inline bool page_queued_valid(const ra_heap_t *heap, const ra_page_t *page) {
   bool never = (atomic_load_explicit(&page->xfree, memory_order_relaxed) & 3) == RA_DELAY_NEVER;
@@ -82,7 +82,7 @@ void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on) {
 
 /* ---- Carving -------------------------------------------------------------------------------------- */
 
-void _ra_page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
+static void page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   (void)heap;
   size_t bs = _ra_class_size[class_idx];
   page->block_size = (uint32_t)bs;
@@ -294,7 +294,7 @@ void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   ra_assert_internal(page->used == 0 && _ra_page_is_valid(page, RA_DEBUG >= 3) && page_queued_valid(heap, page));
   ra_page_queue_t *q = &heap->queues[page->class_idx];
   if (page->block_size <= RA_MEDIUM_MAX && q->first == page && page->next == NULL &&
-      _ra_option(RA_OPT_PURGE_DELAY_MS) != 0) {
+      _ra_purge_delay() != 0) {
     /* Kept: the purge gives it back after the delay. Its time is the heap's last clock reading
      * (at most the true time, so it never waits longer): a malloc/free pair that empties the page
      * every time must not read the clock. */
@@ -304,10 +304,11 @@ void _ra_page_retire(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_free(heap, page);
 }
 
-/* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
- * memory. Walks the queue collecting frees, moves pages without room to the full list, and makes
- * a new page when none has room. */
-ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
+/* A page of class `class_idx` from the heap's queue with a free block, moved to the front of the
+ * queue; &_ra_page_empty when none has room (a new page is then _ra_heap_find_page's to make), NULL
+ * when out of memory. Walks the queue collecting frees, carving more of a page that has room left,
+ * and moves pages without room to the full list. */
+ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx) {
   ra_page_queue_t *q = &heap->queues[class_idx];
   ra_page_t *page = q->first, *next;
   for (; page != NULL; page = next) {
@@ -321,23 +322,25 @@ ra_page_t *_ra_page_find_free(ra_heap_t *heap, size_t class_idx) {
     }
     if (!page_to_full(heap, page)) break;
   }
-  if (page != NULL) {
-    if (q->first != page) {
-      queue_unlink(q, page);
-      _ra_page_queue_push(heap, page);
-    }
-    return page;
+  if (page == NULL) return &_ra_page_empty;
+  if (q->first != page) {
+    queue_unlink(q, page);
+    _ra_page_queue_push(heap, page);
   }
-  page = _ra_chunk_span_alloc(heap, class_slices(class_idx));
-  if (page == NULL) return NULL;
-  _ra_page_init(heap, page, class_idx);
+  return page;
+}
+
+/* Make a page of class `class_idx` on a span just taken (_ra_heap_find_page) and queue it first.
+ * Returns 0, or ENOMEM when its first blocks cannot be committed: the span then goes back. */
+int _ra_page_setup(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
+  page_init(heap, page, class_idx);
   if ((_ra_guard_pages && page_guard(page) != 0) || _ra_page_extend(page) != 0) {
     _ra_chunk_span_free(heap, _ra_chunk_of_desc(page), page, _ra_now_ms());
-    return NULL;
+    return ENOMEM;
   }
   _ra_page_queue_push(heap, page);
-  ra_assert_internal(page_queued_valid(heap, page) && _ra_chunk_check(_ra_chunk_of_desc(page), heap, false));
-  return page;
+  ra_assert_internal(page_queued_valid(heap, page) && _ra_page_chunk_check(_ra_chunk_of_desc(page), heap, false));
+  return 0;
 }
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
@@ -350,7 +353,7 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
   size_t bs = page->block_size;
   if (page->class_idx >= RA_CLASS_COUNT || _ra_class_size[page->class_idx] != bs)
     return _ra_invariant_fail("block size matches the class", page);
-  if (page->slice_count != class_slices(page->class_idx))
+  if (page->slice_count != _ra_page_class_slices(page->class_idx))
     return _ra_invariant_fail("span length matches the class", page);
   if ((page->div_inv * (uint32_t)(bs >> page->div_shift)) != 1 || ((bs >> page->div_shift) & 1) == 0)
     return _ra_invariant_fail("div_inv and div_shift match the block size", page);
@@ -406,3 +409,20 @@ bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool
   return true;
 }
 
+/* A chunk's invariants (_ra_chunk_is_valid) and those of each of its pages (free lists walked with
+ * `walk`), for `owner` (NULL: abandoned, or being swept), under the chunk lock. */
+bool _ra_page_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk) {
+  _ra_chunk_lock(c);
+  bool ok = _ra_chunk_is_valid(c, owner);
+  for (size_t idx = 1; ok && idx < RA_SLICES;) {
+    const ra_page_t *pg = &c->pages[idx];
+    if (atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE) {
+      idx++;
+      continue;
+    }
+    ok = _ra_page_is_valid(pg, walk);
+    idx += pg->slice_count;
+  }
+  _ra_chunk_unlock(c);
+  return ok;
+}

@@ -15,7 +15,11 @@
  * until nothing is left. It is started with the process's first heap, and in a child after fork at
  * the child's first slow path once something waits, always where re-entering malloc is safe
  * (pthread_create allocates). Without it (RAMALLOC_PURGE_THREAD=0),
- * allocation slow paths run the same pass at most every half delay (one global timestamp). */
+ * allocation slow paths run the same pass at most every half delay (one global timestamp).
+ *
+ * Every decision is made here (the inline part, read by the files below purge, is in internal.h:
+ * the delay, reset or decommit, pressure, the notify); the files below give memory back when told
+ * to, with the age and mode as arguments (_ra_chunk_purge_free, _ra_arena_slot_purge). */
 #include "internal.h"
 
 static _Atomic(uint64_t) next_pass_ms;
@@ -24,16 +28,13 @@ static _Atomic(uint64_t) next_pass_ms;
  * running, asked to exit (the last thread with a heap is exiting), or off (disabled, never purging,
  * or its thread could not be made). */
 _Atomic(int) _ra_purger_state;
-static atomic_bool purger_pending;         /* free memory waits for a purge pass */
-static _Atomic(uint32_t) purger_word;      /* the futex word the purger sleeps on */
+atomic_bool _ra_purger_pending;         /* free memory waits for a purge pass (_ra_purge_notify) */
+_Atomic(uint32_t) _ra_purger_word;      /* the futex word the purger sleeps on */
+_Atomic(uint64_t) _ra_purge_pressure_next_ms; /* _ra_purge_pressure: not before this */
 
-static long long purge_delay(void) { return _ra_option(RA_OPT_PURGE_DELAY_MS); }
-
-/* Slices are reset rather than decommitted when asked to (unless RAMALLOC_LIMIT caps the commit
- * charge, which a reset keeps), and when whole chunks are committed at once (decommitting a slice
- * there would split the chunk's mapping). */
-bool _ra_purge_reset_only(void) {
-  return (_ra_option(RA_OPT_PURGE) == RA_PURGE_RESET && _ra_option(RA_OPT_LIMIT) == 0) || _ra_commit_whole_chunks;
+/* The free slots and free slices of every arena that have waited `age` ms (all with force). */
+static bool purge_arenas(uint64_t now, uint64_t age, bool force) {
+  return _ra_chunk_purge_free(now, age, force, _ra_purge_reset_only());
 }
 
 static uint64_t pass_interval(uint64_t delay) { return delay >= 2 ? delay / 2 : 1; }
@@ -68,13 +69,13 @@ void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool fo
  * arenas and chunks purged. True when free memory is left waiting for a later pass. */
 static bool purge_pass(uint64_t now, uint64_t delay, bool force) {
   bool parked = _ra_heap_reap_parked(now, delay / 2, force);
-  _ra_chunk_sweep_abandoned();
-  return _ra_arena_purge(now, delay, force) || parked;
+  _ra_heap_sweep_abandoned();
+  return purge_arenas(now, delay, force) || parked;
 }
 
 /* Called on allocation slow paths. */
 void _ra_purge_maybe(ra_heap_t *heap) {
-  long long delay = purge_delay();
+  long long delay = _ra_purge_delay();
   if (delay < 0) return;
   uint64_t now = _ra_now_ms();
   heap->clock_ms32 = _ra_ms32(now);
@@ -91,27 +92,9 @@ void _ra_purge_maybe(ra_heap_t *heap) {
   purge_pass(now, (uint64_t)delay, false);
 }
 
-/* Called when fresh memory is about to be committed (a new chunk, a huge run, a span of slices no
- * page used lately): free memory that has already waited a quarter of the delay is not being
- * reused, so it goes back now rather than sit beside the new memory until the full delay. At most
- * one such pass per eighth of the delay (one global timestamp, like _ra_purge_maybe). */
-static _Atomic(uint64_t) next_pressure_ms;
-
-void _ra_purge_pressure(void) {
-  long long delay = purge_delay();
-  if (delay < 8) return; /* short delays purge soon enough; -1 never purges */
-  uint64_t now = _ra_now_ms();
-  uint64_t next = atomic_load_explicit(&next_pressure_ms, memory_order_relaxed);
-  if (now < next) return;
-  if (!atomic_compare_exchange_strong_explicit(&next_pressure_ms, &next, now + (uint64_t)delay / 8,
-                                               memory_order_relaxed, memory_order_relaxed))
-    return;
-  _ra_arena_purge(now, (uint64_t)delay / 4, false);
-}
-
-void ra_collect(bool force) {
-  _ra_init();
-  long long delay = purge_delay();
+/* ra_collect (init.c): the calling heap's pages, then a pass over everything any thread may purge. */
+void _ra_purge_collect(bool force) {
+  long long delay = _ra_purge_delay();
   if (delay < 0 && !force) return;
   uint64_t d = delay < 0 ? 0 : (uint64_t)delay;
   uint64_t now = _ra_now_ms();
@@ -122,45 +105,52 @@ void ra_collect(bool force) {
   purge_pass(now, d, force);
 }
 
+/* An allocation failed (alloc.c). When a commit was refused meanwhile (RAMALLOC_LIMIT reached, or
+ * the OS out of memory: the commit_failures count moved past `failures_before`), memory held back
+ * for reuse may be what is missing: parked heaps of exited threads, abandoned chunks, free memory
+ * waiting out the purge delay, the calling heap's kept empty pages. Give all of it back (callers
+ * are at a safe point: nothing is held) and say whether that lowered the committed bytes, so that
+ * one more try may succeed. A request that failed for want of address space (or being too big)
+ * changes nothing: freed memory stays reserved, so this cannot help it. */
+bool _ra_purge_for_retry(size_t failures_before) {
+  if (atomic_load_explicit(&_ra_counters.commit_failures, memory_order_relaxed) == failures_before) return false;
+  size_t before = atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed);
+  _ra_purge_collect(true);
+  return atomic_load_explicit(&_ra_counters.committed, memory_order_relaxed) < before;
+}
+
+/* A thread's heap was abandoned at its exit (init.c). Thread exit is a slow path too: what has
+ * waited out the delay goes back. The last thread with a heap stops the purger. */
+void _ra_purge_thread_exit(bool last) {
+  long long delay = _ra_purge_delay();
+  if (delay >= 0) purge_arenas(_ra_now_ms(), (uint64_t)delay, false);
+  if (last) _ra_purge_stop();
+}
+
 /* ---- The background purger ---------------------------------------------------------------------- */
 
 static void *purger_main(void *arg) {
   (void)arg;
-  uint64_t delay = (uint64_t)purge_delay();
+  uint64_t delay = (uint64_t)_ra_purge_delay();
   uint64_t sleep_ms = pass_interval(delay);
   if (sleep_ms < 10) sleep_ms = 10; /* a pass is cheap, but not free: at most 100 a second */
   for (;;) {
-    uint32_t w = atomic_load_explicit(&purger_word, memory_order_acquire);
+    uint32_t w = atomic_load_explicit(&_ra_purger_word, memory_order_acquire);
     int st = RA_PURGER_EXITING;
-    bool pending = atomic_load_explicit(&purger_pending, memory_order_acquire);
+    bool pending = atomic_load_explicit(&_ra_purger_pending, memory_order_acquire);
     if (atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, pending ? RA_PURGER_WANTED : RA_PURGER_IDLE,
                                                 memory_order_acq_rel, memory_order_relaxed))
       return NULL; /* see _ra_purge_stop */
     if (!pending) {
-      _ra_thread_wait(&purger_word, w, 0); /* nothing waits: sleep until a notify */
+      _ra_thread_wait(&_ra_purger_word, w, 0); /* nothing waits: sleep until a notify */
       continue;
     }
-    _ra_thread_wait(&purger_word, w, sleep_ms); /* notifies do not wake it while a pass is pending */
+    _ra_thread_wait(&_ra_purger_word, w, sleep_ms); /* notifies do not wake it while a pass is pending */
     /* Cleared before the pass: memory freed during or after it notifies again. */
-    atomic_store_explicit(&purger_pending, false, memory_order_release);
-    if (purge_pass(_ra_now_ms(), delay, false)) atomic_store_explicit(&purger_pending, true, memory_order_release);
+    atomic_store_explicit(&_ra_purger_pending, false, memory_order_release);
+    if (purge_pass(_ra_now_ms(), delay, false)) atomic_store_explicit(&_ra_purger_pending, true, memory_order_release);
   }
   return NULL;
-}
-
-/* Something became free that a later pass should purge. Cheap when a pass is pending already; a
- * futex wake only when the purger sleeps without a timer. Called on slow paths, under any lock. */
-void _ra_purge_notify(void) {
-  if (atomic_load_explicit(&purger_pending, memory_order_relaxed)) return;
-  if (atomic_exchange_explicit(&purger_pending, true, memory_order_acq_rel)) return;
-  int st = atomic_load_explicit(&_ra_purger_state, memory_order_acquire);
-  if (st == RA_PURGER_RUNNING) {
-    atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
-    _ra_thread_wake(&purger_word);
-  } else if (st == RA_PURGER_IDLE) {
-    atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_WANTED, memory_order_acq_rel,
-                                            memory_order_relaxed);
-  }
 }
 
 /* Start the purger if a notify asked for it (and some thread has a heap). Called where no allocator
@@ -179,10 +169,10 @@ void _ra_purge_start(void) {
 }
 
 /* Once, at initialisation: whether the purger may run at all. It is wanted from the start and made
- * when the process's first heap is (_ra_heap_get_slow), before the program holds any block: its
+ * when the process's first heap is (heap_first, alloc.c), before the program holds any block: its
  * thread's own allocations then never land in memory the program has just freed. */
 void _ra_purge_init(void) {
-  bool on = _ra_option(RA_OPT_PURGE_THREAD) && purge_delay() >= 0;
+  bool on = _ra_option(RA_OPT_PURGE_THREAD) && _ra_purge_delay() >= 0;
   atomic_store_explicit(&_ra_purger_state, on ? RA_PURGER_WANTED : RA_PURGER_OFF, memory_order_relaxed);
 }
 
@@ -195,8 +185,8 @@ void _ra_purge_stop(void) {
   if (!atomic_compare_exchange_strong_explicit(&_ra_purger_state, &st, RA_PURGER_EXITING, memory_order_acq_rel,
                                                memory_order_relaxed))
     return;
-  atomic_fetch_add_explicit(&purger_word, 1, memory_order_release);
-  _ra_thread_wake(&purger_word);
+  atomic_fetch_add_explicit(&_ra_purger_word, 1, memory_order_release);
+  _ra_thread_wake(&_ra_purger_word);
 }
 
 /* In a child after fork: the purger did not come along. Started again when something is freed (or
@@ -204,7 +194,7 @@ void _ra_purge_stop(void) {
 void _ra_purge_fork_child(void) {
   int st = atomic_load_explicit(&_ra_purger_state, memory_order_relaxed);
   if (st != RA_PURGER_RUNNING && st != RA_PURGER_EXITING) return;
-  atomic_store_explicit(&_ra_purger_state, atomic_load_explicit(&purger_pending, memory_order_relaxed) ? RA_PURGER_WANTED
+  atomic_store_explicit(&_ra_purger_state, atomic_load_explicit(&_ra_purger_pending, memory_order_relaxed) ? RA_PURGER_WANTED
                                                                                                    : RA_PURGER_IDLE,
                         memory_order_relaxed);
 }

@@ -232,7 +232,7 @@ static char slice_state(const ra_chunk_info_t *ci, size_t i, const ra_page_info_
   if (page != NULL) return !committed ? 'p' : page->live > 0 ? 'U' : 'E';
   if (!committed) return '.';
   if (!((ci->dirty >> i) & 1)) return 'C';
-  if (((ci->purge >> i) & 1) || _ra_option(RA_OPT_PURGE_DELAY_MS) < 0) return 'F';
+  if (((ci->purge >> i) & 1) || _ra_purge_delay() < 0) return 'F';
   return 'R';
 }
 

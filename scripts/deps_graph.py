@@ -5,6 +5,8 @@
     scripts/deps_graph.py --format md      the same as Markdown (docs/design.md, "Where things live")
     scripts/deps_graph.py --svg deps.svg   also an SVG drawing (no Graphviz needed)
     scripts/deps_graph.py --platform windows   the Windows build's files instead of the POSIX build's
+    scripts/deps_graph.py --check          also fail (exit 1) when a call or include cycle, or a test of
+                                           the OS outside the platform layer, is found (the ctests)
 
 Python 3 standard library only. Heuristics, good enough for this code base, not a C parser:
   - Comments, string and character literals and preprocessor lines are removed first; both sides
@@ -277,6 +279,11 @@ def cycles_of(nodes, edges):
     return [c for c in tarjan(nodes, edges) if len(c) > 1]
 
 
+def n_functions(names):
+    """How many functions of the target file: `f` and `f (via g)` are one."""
+    return len({n.split(' ')[0] for n in names})
+
+
 def report_text(files, cfiles, includes, calls, out):
     out.write('include arrows (allocator/):\n')
     for f in files:
@@ -288,7 +295,7 @@ def report_text(files, cfiles, includes, calls, out):
     for f in cfiles:
         for t in sorted(calls.get(f, {})):
             names = sorted(calls[f][t])
-            out.write(f'  {f} -> {t} ({len(names)}): {", ".join(names)}\n')
+            out.write(f'  {f} -> {t} ({n_functions(names)}): {", ".join(names)}\n')
     edges = {f: set(calls[f]) for f in calls}
     cyc = cycles_of(cfiles, edges)
     out.write('call cycles (files that reach each other through calls):\n')
@@ -313,7 +320,7 @@ def report_md(files, cfiles, includes, calls, out):
     out.write('| from | calls into |\n| --- | --- |\n')
     for f in cfiles:
         if calls.get(f):
-            out.write(f'| `{f}` | ' + ', '.join(f'{t} ({len(calls[f][t])})' for t in sorted(calls[f])) + ' |\n')
+            out.write(f'| `{f}` | ' + ', '.join(f'{t} ({n_functions(calls[f][t])})' for t in sorted(calls[f])) + ' |\n')
     edges = {f: set(calls[f]) for f in calls}
     cyc = cycles_of(cfiles, edges)
     out.write('\nCall cycles (strongly connected components of more than one file):\n\n')
@@ -445,6 +452,8 @@ def main():
     ap.add_argument('--platform', choices=('posix', 'windows'), default='posix')
     ap.add_argument('--format', choices=('text', 'md'), default='text')
     ap.add_argument('--svg', metavar='FILE', help='also draw the call graph as SVG into FILE')
+    ap.add_argument('--check', action='store_true',
+                    help='exit 1 when there is a call or include cycle, or a test of the OS outside the platform layer')
     args = ap.parse_args()
     files, cfiles, includes, calls = analyse(args.root, args.platform)
     (report_md if args.format == 'md' else report_text)(files, cfiles, includes, calls, sys.stdout)
@@ -452,6 +461,14 @@ def main():
     report_names(args.root, args.platform, args.format == 'md', sys.stdout)
     if args.svg:
         write_svg(args.svg, cfiles, calls)
+    if args.check:
+        bad = [f'call cycle: {" ".join(c)}' for c in cycles_of(cfiles, {f: set(calls[f]) for f in calls})]
+        bad += [f'include cycle: {" ".join(c)}' for c in cycles_of(files, includes)]
+        bad += [f'test of the OS outside the platform layer: {n}:{k}' for n, k, _ in platform_tests(args.root)]
+        for b in bad:
+            sys.stderr.write(f'deps_graph: {b}\n')
+        if bad:
+            return 1
     return 0
 
 
