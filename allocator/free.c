@@ -278,8 +278,8 @@ RA_NOINLINE void _ra_free_generic(void *p) {
  * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
  * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
 static inline ra_page_t *fast_page_of(ra_chunk_t *chunk, const void *p) {
-  _Static_assert(sizeof(ra_page_t) == 64, "the shift below multiplies by the descriptor size");
-  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 6)) & ((RA_SLICES - 1) << 6);
+  _Static_assert(sizeof(ra_page_t) == 128, "the shift below multiplies by the descriptor size");
+  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 7)) & ((RA_SLICES - 1) << 7);
   return (ra_page_t *)((uint8_t *)chunk->pages + at);
 }
 
