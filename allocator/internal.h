@@ -196,12 +196,12 @@ typedef struct ra_arena_s ra_arena_t;
  * the heap's delayed list are still counted in used until the owner collects them.
  * 0 <= used <= capacity <= reserved; reserved * block_size <= slice_count * RA_SLICE_SIZE. */
 typedef struct ra_page_s {
+  /* First cache line: the owner's. Its allocations and frees write `free` and `used` here. */
   ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
   uint16_t used;               /* blocks handed out, see invariant */
   uint8_t div_shift;           /* block_size == odd << div_shift */
   uint8_t _pad;
   uint32_t block_size;         /* bytes per block (huge: 0) */
-  _Atomic(uintptr_t) xfree;    /* blocks freed by other threads: count, list and ra_delay_t (RA_XFREE_*) */
   uint16_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
   uint16_t reserved;           /* blocks that fit in the span */
   uint32_t free_cap;           /* capacity while flags are 0, else 0: free's fast path bound (below) */
@@ -216,9 +216,16 @@ typedef struct ra_page_s {
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
   uint32_t div_inv;            /* (block_size >> div_shift)^-1 mod 2^32: _ra_block_index */
   uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
+  uint64_t _pad_owner;
+  /* Second cache line: other threads' frees. Apart from the first, so that a thread freeing into
+   * a page its owner is allocating from does not take the owner's line with every push (and the
+   * owner's next allocation does not wait to take it back). */
+  _Alignas(64) _Atomic(uintptr_t) xfree; /* blocks freed by other threads: count, list and ra_delay_t (RA_XFREE_*) */
+  uint8_t _pad_remote[56];
 } ra_page_t;
 
-_Static_assert(sizeof(ra_page_t) == 64, "a page descriptor is one cache line");
+_Static_assert(sizeof(ra_page_t) == 128 && offsetof(ra_page_t, xfree) == 64,
+               "a page descriptor is two cache lines, the owner's and the remote frees'");
 _Static_assert(RA_SLICE_SIZE / RA_ALIGN <= UINT16_MAX, "block counts of a small page fit 16 bits");
 _Static_assert((RA_MEDIUM_SLICES * RA_SLICE_SIZE) / (RA_SMALL_MAX + 1) <= UINT16_MAX, "and of a medium page");
 
@@ -923,8 +930,8 @@ void _ra_free_retire(ra_page_t *page);
  * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
  * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
 static inline ra_page_t *_ra_fast_page_of(ra_chunk_t *chunk, const void *p) {
-  _Static_assert(sizeof(ra_page_t) == 64, "the shift below multiplies by the descriptor size");
-  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 6)) & ((RA_SLICES - 1) << 6);
+  _Static_assert(sizeof(ra_page_t) == 128, "the shift below multiplies by the descriptor size");
+  uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 7)) & ((RA_SLICES - 1) << 7);
   return (ra_page_t *)((uint8_t *)chunk->pages + at);
 }
 

@@ -232,6 +232,14 @@ static void queue_push_front(ra_page_queue_t *q, ra_page_t *page) {
   q->first = page;
 }
 
+static void queue_push_back(ra_page_queue_t *q, ra_page_t *page) {
+  page->next = NULL;
+  page->prev = q->last;
+  if (q->last) q->last->next = page;
+  else q->first = page;
+  q->last = page;
+}
+
 static void queue_unlink(ra_page_queue_t *q, ra_page_t *page) {
   if (page->prev) page->prev->next = page->next;
   else q->first = page->next;
@@ -272,11 +280,17 @@ static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   return true;
 }
 
+/* A full page has room again: it goes to the back of its queue, behind the pages that had room
+ * first. It has usually just begun to receive frees (most often from another thread): taken at
+ * once, the owner would allocate from the blocks that thread is freeing right now, both working
+ * on the same lines. At the back it fills meanwhile, and is collected with more blocks at a time. */
 void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_set_delay(page, RA_DELAY_NONE, false);
   queue_unlink(&heap->full, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
-  _ra_page_queue_push(heap, page);
+  ra_page_queue_t *q = &heap->queues[page->class_idx];
+  queue_push_back(q, page);
+  if (q->first == page) direct_update(heap, page->class_idx);
   ra_assert_internal(page_queued_valid(heap, page));
 }
 

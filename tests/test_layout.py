@@ -140,7 +140,8 @@ def check_dump(d, name, quiescent=True):
                 check(p['live'] <= p['capacity'] <= p['reserved'], f'{name}: live <= capacity <= reserved')
                 check(p['tail'] == p['slices'] * slice_b - p['reserved'] * p['block_size'], f'{name}: page tail')
                 check(p['block_size'] == d['classes'][p['class']], f'{name}: page block size is its class')
-                check(p['descriptor'] == c['header'][1]['offset'] + 64 * p['slice'], f'{name}: descriptor offset')
+                check(p['descriptor'] == c['header'][1]['offset'] + d['structs']['page']['size'] * p['slice'],
+                      f'{name}: descriptor offset')
                 states = c['slice_states'][p['slice']:p['slice'] + p['slices']]
                 check(set(states) <= set('UEp'), f'{name}: page slices in page states')
     # every named field inside its struct, in order, and no gap a field could hide in
