@@ -1,5 +1,5 @@
 /* The allocation entry points: malloc, calloc, realloc, aligned allocation. The fast path pops the
- * first block of the first page of the size's class; everything else is _ra_malloc_generic. */
+ * first block of the first page of the size's class; everything else is _ra_alloc_generic. */
 #include <errno.h>
 #include <string.h>
 
@@ -11,24 +11,24 @@
  * twice by another thread makes the remote list loop back to a block handed out since). They count
  * as used from now on (leaked, never handed out twice), which keeps used == capacity - |free|, and
  * the caller takes a block from the generic path. */
-void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b) {
-  _ra_corrupt_list(b);
+void _ra_alloc_list_corrupted(ra_page_t *page, ra_block_t *b) {
+  _ra_report_corrupt_list(b);
   page->free = NULL;
   page->used = page->capacity;
   page->free_is_zero = 0;
 }
 
-RA_NOINLINE void *_ra_pop_corrupted(ra_page_t *page, ra_block_t *b) {
-  _ra_page_list_corrupted(page, b);
-  return _ra_malloc_generic(page->block_size, _ra_heap_current(), false);
+RA_NOINLINE void *_ra_alloc_pop_corrupted(ra_page_t *page, ra_block_t *b) {
+  _ra_alloc_list_corrupted(page, b);
+  return _ra_alloc_generic(page->block_size, _ra_heap_current(), false);
 }
 
-static inline void *page_pop(ra_page_t *page, ra_block_t *b) { return _ra_page_pop(page, b, _ra_pop_corrupted); }
+static inline void *page_pop(ra_page_t *page, ra_block_t *b) { return _ra_page_pop(page, b, _ra_alloc_pop_corrupted); }
 
 /* Zero a block that is about to be handed out, unless the page says it still is as the OS gave it
  * (its link word was cleared when it was taken). */
 static inline void block_zero(ra_page_t *page, void *p, size_t size) {
-  /* p is NULL only when _ra_pop_corrupted found no block elsewhere (out of memory). */
+  /* p is NULL only when _ra_alloc_pop_corrupted found no block elsewhere (out of memory). */
   if (!page->free_is_zero && RA_LIKELY(p != NULL)) {
     RA_ANN_OPEN(p, size); /* the whole span is still out of bounds to the tools */
     memset(p, 0, size);
@@ -111,7 +111,7 @@ static RA_NOINLINE void *malloc_checked(ra_heap_t *heap, size_t size, bool zero)
 
 /* The fast paths serve sizes below this bound: RA_DIRECT_MAX + 1, or 0 while the heap profiler is
  * on (set once, at initialisation, before any heap exists), which sends every allocation to
- * _ra_malloc_generic. A variable in place of a constant in the size test, so that profiling off
+ * _ra_alloc_generic. A variable in place of a constant in the size test, so that profiling off
  * runs the same instructions as before. */
 size_t _ra_direct_bound = RA_DIRECT_MAX + 1;
 
@@ -158,7 +158,7 @@ static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
 
 /* Everything the fast paths do not serve, and every allocation while the heap profiler or the
  * canaries are on. */
-RA_NOINLINE void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero) {
+RA_NOINLINE void *_ra_alloc_generic(size_t size, ra_heap_t *heap, bool zero) {
 #if RA_HAS_PROFILER
   if (RA_UNLIKELY(_ra_prof_route)) return prof_malloc(heap, size, zero);
 #endif
@@ -166,7 +166,7 @@ RA_NOINLINE void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero) {
   return malloc_generic(heap, size, zero);
 }
 
-void *ra_malloc(size_t size) { return _ra_malloc_fast(size, _ra_malloc_generic, _ra_pop_corrupted); }
+void *ra_malloc(size_t size) { return _ra_malloc_fast(size, _ra_alloc_generic, _ra_alloc_pop_corrupted); }
 
 void *ra_calloc(size_t count, size_t size) {
   size_t total;
@@ -185,7 +185,7 @@ void *ra_calloc(size_t count, size_t size) {
       return p;
     }
   }
-  return _ra_malloc_generic(total, heap, true);
+  return _ra_alloc_generic(total, heap, true);
 }
 
 /* An allocation aligned to `align` (a power of two > RA_ALIGN). */
@@ -272,7 +272,7 @@ void *ra_realloc(void *p, size_t size) {
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;
-  if (RA_UNLIKELY(!_ra_block_for(p, true, &chunk, &page, &block))) {
+  if (RA_UNLIKELY(!_ra_free_block_for(p, true, &chunk, &page, &block))) {
     errno = EINVAL; /* reported; warn mode: refused, p untouched */
     return NULL;
   }
@@ -300,7 +300,7 @@ void *ra_realloc(void *p, size_t size) {
  * A moved block was freed and the new one handed out by ra_free and ra_malloc, annotated there. */
 void *ra_realloc(void *p, size_t size) {
   bool ok = false;
-  size_t usable = p != NULL && size != 0 ? _ra_usable_size_checked(p, &ok) : 0;
+  size_t usable = p != NULL && size != 0 ? _ra_free_usable_size(p, &ok) : 0;
   if (!ok) return realloc_unannotated(p, size); /* NULL, size 0 (free + malloc), or a bad pointer */
   size_t live = ra_ann_live_size(p, usable);
   ra_ann_open((uint8_t *)p + live, usable - live);
@@ -308,7 +308,7 @@ void *ra_realloc(void *p, size_t size) {
   if (q == NULL) {
     ra_ann_close((uint8_t *)p + live, usable - live); /* p untouched */
   } else if (q == p) {
-    size_t usable_now = _ra_usable_size_checked(p, &ok);
+    size_t usable_now = _ra_free_usable_size(p, &ok);
     ra_ann_resize(p, live, size, usable_now);
   }
   return q;

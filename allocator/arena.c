@@ -59,7 +59,7 @@ static ra_arena_t *arena_create(size_t size, size_t min_size) {
   for (;;) {
     err = _ra_mem_reserve(size, RA_CHUNK_SIZE, &base);
     if (err == RA_OS_OK) break;
-    _ra_verbose("ramalloc: reserving %zu bytes failed (error %d)\n", size, err);
+    _ra_report_verbose("ramalloc: reserving %zu bytes failed (error %d)\n", size, err);
     size_t half = _ra_align_up(size / 2, RA_CHUNK_SIZE);
     if (half < min_size || half >= size) return NULL;
     size = half;
@@ -93,7 +93,7 @@ static ra_arena_t *arena_create(size_t size, size_t min_size) {
   for (size_t i = slots; i < words * 64; i++) bit_set(a->in_use, i);
   atomic_store_explicit(&arenas[n], a, memory_order_release);
   atomic_store_explicit(&arena_count, n + 1, memory_order_release);
-  _ra_verbose("ramalloc: reserved arena %zu at %p size %zu (%zu chunk slots, commit mode %s)\n", n, base,
+  _ra_report_verbose("ramalloc: reserved arena %zu at %p size %zu (%zu chunk slots, commit mode %s)\n", n, base,
               size, slots - 1, _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect");
   return a;
 }
@@ -292,19 +292,19 @@ void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chu
 
 bool _ra_arena_is_valid(const ra_arena_t *a) {
   if (a->magic != RA_ARENA_MAGIC || a->base != (const uint8_t *)a || a->size / RA_CHUNK_SIZE != a->chunk_slots)
-    return _ra_invariant_fail("arena magic and size", a);
+    return _ra_report_invariant("arena magic and size", a);
   if (!bit_get(a->in_use, 0) || !bit_get(a->committed, 0))
-    return _ra_invariant_fail("slot 0 (the arena header) in use and committed", a);
+    return _ra_report_invariant("slot 0 (the arena header) in use and committed", a);
   size_t words = (a->chunk_slots + 63) / 64, used = 0;
   for (size_t w = 0; w < words; w++) {
-    if (a->in_use[w] & a->purgeable[w]) return _ra_invariant_fail("no slot both in use and purgeable", a);
-    if (a->purgeable[w] & ~a->committed[w]) return _ra_invariant_fail("purgeable slots are committed", a);
+    if (a->in_use[w] & a->purgeable[w]) return _ra_report_invariant("no slot both in use and purgeable", a);
+    if (a->purgeable[w] & ~a->committed[w]) return _ra_report_invariant("purgeable slots are committed", a);
     used += (size_t)__builtin_popcountll(a->in_use[w]);
   }
   if (used != a->chunks_in_use + 1 + (words * 64 - a->chunk_slots))
-    return _ra_invariant_fail("chunks_in_use == slots in use", a);
+    return _ra_report_invariant("chunks_in_use == slots in use", a);
   if (a->meta_start + a->meta_used > a->meta_committed || a->meta_committed > RA_CHUNK_SIZE)
-    return _ra_invariant_fail("the metadata handed out is committed, inside slot 0", a);
+    return _ra_report_invariant("the metadata handed out is committed, inside slot 0", a);
   return true;
 }
 

@@ -49,46 +49,46 @@ void _ra_chunk_unlock(ra_chunk_t *c) { atomic_store_explicit(&c->lock, 0, memory
 /* The chunk's own invariants (its pages': _ra_page_chunk_check, page.c). */
 bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner) {
   if (c->magic != RA_CHUNK_MAGIC || c->kind != RA_CHUNK_PAGES || c->chunk_count != 1)
-    return _ra_invariant_fail("chunk magic and kind", c);
-  if (atomic_load_explicit(&c->heap, memory_order_relaxed) != owner) return _ra_invariant_fail("chunk owner", c);
-  if (!_ra_chunk_map_has((uintptr_t)c)) return _ra_invariant_fail("chunk map bit", c);
+    return _ra_report_invariant("chunk magic and kind", c);
+  if (atomic_load_explicit(&c->heap, memory_order_relaxed) != owner) return _ra_report_invariant("chunk owner", c);
+  if (!_ra_chunk_map_has((uintptr_t)c)) return _ra_report_invariant("chunk map bit", c);
   uint64_t free = c->free_slices, committed = c->committed;
   uint64_t purge = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
-  if (free & 1) return _ra_invariant_fail("slice 0 never free", c);
+  if (free & 1) return _ra_report_invariant("slice 0 never free", c);
   if ((uint32_t)__builtin_popcountll(free) != c->free_count)
-    return _ra_invariant_fail("free_count == popcount(free_slices)", c);
-  if (!(committed & 1)) return _ra_invariant_fail("the header slice is committed", c);
-  if (purge & ~(free & committed)) return _ra_invariant_fail("purge_slices are free and committed", c);
-  if (c->noaccess & ~(free & committed)) return _ra_invariant_fail("noaccess slices are free and committed", c);
-  if (~free & ~1ULL & ~c->dirty) return _ra_invariant_fail("slices in a span are dirty", c);
+    return _ra_report_invariant("free_count == popcount(free_slices)", c);
+  if (!(committed & 1)) return _ra_report_invariant("the header slice is committed", c);
+  if (purge & ~(free & committed)) return _ra_report_invariant("purge_slices are free and committed", c);
+  if (c->noaccess & ~(free & committed)) return _ra_report_invariant("noaccess slices are free and committed", c);
+  if (~free & ~1ULL & ~c->dirty) return _ra_report_invariant("slices in a span are dirty", c);
   uint32_t heads = 0;
   for (size_t idx = 0; idx <= RA_SLICES;) {
     const ra_page_t *pg = &c->pages[idx];
     uint8_t flags = atomic_load_explicit(&pg->flags, memory_order_relaxed);
     if (idx == 0 || idx == RA_SLICES || ((free >> idx) & 1)) {
       if (!(flags & RA_PAGE_NOT_PAGE) || pg->slice_offset != 0)
-        return _ra_invariant_fail("a free slice (or the header) is no page", pg);
+        return _ra_report_invariant("a free slice (or the header) is no page", pg);
       idx++;
       continue;
     }
     if ((flags & RA_PAGE_NOT_PAGE) || pg->slice_offset != 0 || pg->slice_count == 0 ||
         idx + pg->slice_count > RA_SLICES)
-      return _ra_invariant_fail("used slice starts a span", pg);
+      return _ra_report_invariant("used slice starts a span", pg);
     for (size_t j = 1; j < pg->slice_count; j++) {
       const ra_page_t *tail = &c->pages[idx + j];
       if (tail->slice_offset != j || ((free >> (idx + j)) & 1) ||
           !(atomic_load_explicit(&tail->flags, memory_order_relaxed) & RA_PAGE_NOT_PAGE))
-        return _ra_invariant_fail("span slices point back to their head", tail);
+        return _ra_report_invariant("span slices point back to their head", tail);
     }
     if (pg->committed_slices > 0 && (~committed & slice_mask(idx, pg->committed_slices)))
-      return _ra_invariant_fail("a page's committed slices are committed in the chunk", pg);
+      return _ra_report_invariant("a page's committed slices are committed in the chunk", pg);
     /* Nobody owns the chunk (abandoned, or being swept): no heap may be notified. */
     if (owner == NULL && (atomic_load_explicit(&pg->xfree, memory_order_relaxed) & 3) != RA_DELAY_NEVER)
-      return _ra_invariant_fail("an abandoned chunk's pages are in RA_DELAY_NEVER", pg);
+      return _ra_report_invariant("an abandoned chunk's pages are in RA_DELAY_NEVER", pg);
     heads++;
     idx += pg->slice_count;
   }
-  if (heads != c->pages_in_use) return _ra_invariant_fail("pages_in_use == span heads", c);
+  if (heads != c->pages_in_use) return _ra_report_invariant("pages_in_use == span heads", c);
   return true;
 }
 

@@ -131,15 +131,15 @@ static void write_all(int fd, const char *s, size_t n) {
   }
 }
 
-void _ra_write_va(int fd, const char *fmt, va_list ap) {
+void _ra_fmt_write_va(int fd, const char *fmt, va_list ap) {
   char buf[512];
   size_t n = fmt_va(buf, sizeof buf, fmt, ap);
   write_all(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 
-void _ra_write(int fd, const char *fmt, ...) {
+void _ra_fmt_write(int fd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  _ra_write_va(fd, fmt, ap);
+  _ra_fmt_write_va(fd, fmt, ap);
   va_end(ap);
 }

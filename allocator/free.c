@@ -8,7 +8,7 @@
 #include "internal.h"
 
 /* The start of the block holding p, in a page that has aligned (interior) pointers. */
-void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p) {
+void *_ra_free_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p) {
   uint8_t *start = _ra_page_start(chunk, page);
   size_t off = (size_t)((const uint8_t *)p - start);
   return start + off - off % page->block_size;
@@ -68,7 +68,7 @@ static int locate(const void *p, located_t *out) {
     /* A free slice: at its start, a large block or page freed before. */
     return ((uintptr_t)p & (RA_SLICE_SIZE - 1)) == 0 ? RA_MISUSE_DOUBLE_FREE : RA_MISUSE_FOREIGN;
   }
-  ra_block_t *block = (flags & RA_PAGE_HAS_ALIGNED) ? _ra_block_start(chunk, page, p) : (ra_block_t *)p;
+  ra_block_t *block = (flags & RA_PAGE_HAS_ALIGNED) ? _ra_free_block_start(chunk, page, p) : (ra_block_t *)p;
   size_t off = (size_t)((uint8_t *)block - _ra_page_start(chunk, page));
   /* `reserved` is fixed for the page's life; past `capacity`, nothing was carved, so nothing was
    * ever handed out there. */
@@ -119,12 +119,12 @@ static bool is_double_free(const located_t *at) {
 }
 
 /* Find the block p designates for free or realloc; report a misuse and return false otherwise. */
-bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block) {
+bool _ra_free_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block) {
   located_t at;
   int r = locate(p, &at);
   if (r == LOCATE_OK && is_double_free(&at)) r = RA_MISUSE_DOUBLE_FREE;
   if (r != LOCATE_OK) {
-    _ra_misuse(is_realloc, (ra_misuse_t)r, p);
+    _ra_report_misuse(is_realloc, (ra_misuse_t)r, p);
     return false;
   }
   *chunk = at.chunk;
@@ -228,7 +228,7 @@ static RA_NOINLINE void free_generic(void *p) {
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;
-  if (!_ra_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
+  if (!_ra_free_block_for(p, false, &chunk, &page, &block)) return; /* reported; warn mode: ignored */
   if (page != NULL && RA_UNLIKELY(atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_CANARY) &&
       !_ra_secure_free(page, block))
     return; /* reported; warn mode: refused */
@@ -273,7 +273,7 @@ void ra_free(void *p) { _ra_free_fast(p); }
 
 /* Usable bytes from p to the end of its block; *ok false when p is not a live block ramalloc holds
  * (the owner thread also recognises a block it freed itself, as free does). */
-size_t _ra_usable_size_checked(const void *p, bool *ok) {
+size_t _ra_free_usable_size(const void *p, bool *ok) {
   located_t at;
   *ok = false;
   if (p == NULL || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(p))) return 0; /* quick: not ours */
@@ -287,14 +287,14 @@ size_t _ra_usable_size_checked(const void *p, bool *ok) {
 static RA_COLD size_t usable_size_refused(const void *p) {
   located_t at;
   int r = locate(p, &at);
-  _ra_misuse_usable(r == LOCATE_OK ? RA_MISUSE_DOUBLE_FREE : (ra_misuse_t)r, p);
+  _ra_report_misuse_usable(r == LOCATE_OK ? RA_MISUSE_DOUBLE_FREE : (ra_misuse_t)r, p);
   return 0; /* RAMALLOC_ON_ERROR=warn */
 }
 
 size_t ra_usable_size(const void *p) {
   bool ok;
   if (p == NULL) return 0;
-  size_t usable = _ra_usable_size_checked(p, &ok);
+  size_t usable = _ra_free_usable_size(p, &ok);
   if (RA_UNLIKELY(!ok)) return usable_size_refused(p);
 #if RA_ANNOTATE
   /* Asking grants it: the program may use every byte the answer covers (malloc_usable_size). */
@@ -378,7 +378,7 @@ static RA_NOINLINE void free_sized_checked(void *p, size_t size, size_t align, r
   located_t at;
   if (locate(p, &at) == LOCATE_OK && !is_double_free(&at) &&
       !size_fits(&at, p, size, align, op != RA_SIZED_FREE)) {
-    _ra_misuse_size(op, p, size, align);
+    _ra_report_misuse_size(op, p, size, align);
     return; /* warn mode: refused, the block stays live */
   }
   ra_free(p);

@@ -30,8 +30,8 @@ static atomic_size_t heaps_live; /* threads with a heap (changed under heap_lock
  * allocate, walk again, or reach a purge pass). The reaper only try-locks it: a pass that finds a
  * read under way leaves the parked heaps to a later pass. */
 static ra_lock_t walk_lock = RA_LOCK_INIT;
-void _ra_walk_lock(void) { _ra_lock(&walk_lock); }
-void _ra_walk_unlock(void) { _ra_unlock(&walk_lock); }
+void _ra_heap_walk_lock(void) { _ra_lock(&walk_lock); }
+void _ra_heap_walk_unlock(void) { _ra_unlock(&walk_lock); }
 
 /* More parked heaps than this (a pool of threads ending at once) are abandoned at once. */
 #define PARKED_MAX 64
@@ -286,7 +286,7 @@ void _ra_heap_collect_delayed(ra_heap_t *heap) {
     /* This list links blocks of many chunks: a sound link points into one of ramalloc's chunks. */
     ra_block_t *next = _ra_block_next(b);
     if (next != NULL && !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(next))) {
-      _ra_corrupt_list(b);
+      _ra_report_corrupt_list(b);
       next = NULL;
     }
     ra_chunk_t *c = _ra_chunk_of(b);
@@ -426,35 +426,35 @@ ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *h) {
 bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
   if (heap == &_ra_heap_empty) return true;
   bool at_rest = how == RA_HEAP_AT_REST, abandoning = how == RA_HEAP_ABANDONING;
-  if (!heap->alive) return _ra_invariant_fail("a heap in use is alive", heap);
+  if (!heap->alive) return _ra_report_invariant("a heap in use is alive", heap);
   for (int full = 0; full < 2; full++) {
     ra_chunk_t *prev = NULL;
     for (ra_chunk_t *c = full ? heap->chunks_full : heap->chunks; c != NULL; prev = c, c = c->next) {
-      if (c->prev != prev) return _ra_invariant_fail("chunk list links", c);
-      if ((c->free_count == 0) != (full == 1)) return _ra_invariant_fail("chunk on the right list", c);
+      if (c->prev != prev) return _ra_report_invariant("chunk list links", c);
+      if ((c->free_count == 0) != (full == 1)) return _ra_report_invariant("chunk on the right list", c);
       if (!_ra_page_chunk_check(c, heap, at_rest)) return false;
     }
   }
   for (size_t i = 0; i <= RA_CLASS_COUNT; i++) {
     const ra_page_queue_t *q = i < RA_CLASS_COUNT ? &heap->queues[i] : &heap->full;
     for (const ra_page_t *pg = q->first; pg != NULL; pg = pg->next) {
-      if (i < RA_CLASS_COUNT && pg->class_idx != i) return _ra_invariant_fail("page in its class queue", pg);
+      if (i < RA_CLASS_COUNT && pg->class_idx != i) return _ra_report_invariant("page in its class queue", pg);
       if (((atomic_load_explicit(&pg->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) != 0) != (i == RA_CLASS_COUNT))
-        return _ra_invariant_fail("IN_FULL flag matches the queue", pg);
+        return _ra_report_invariant("IN_FULL flag matches the queue", pg);
       if (!_ra_page_queued_is_valid(heap, pg, abandoning)) return false;
       if (at_rest) {
         if ((atomic_load_explicit(&pg->xfree, memory_order_relaxed) & 3) == RA_DELAY_FREEING)
-          return _ra_invariant_fail("no delayed free in flight at rest", pg);
+          return _ra_report_invariant("no delayed free in flight at rest", pg);
         /* An empty page was retired (kept for its class) and carries the time it became empty,
          * which the owner's purge pass (_ra_purge_heap_pages) goes by. */
-        if (pg->used == 0 && pg->retire_ms == 0) return _ra_invariant_fail("an empty page has its retire time", pg);
+        if (pg->used == 0 && pg->retire_ms == 0) return _ra_report_invariant("an empty page has its retire time", pg);
       }
     }
     if (i < RA_CLASS_COUNT && _ra_class_size[i] <= RA_DIRECT_MAX) {
       const ra_page_t *want = q->first && !_ra_canary ? q->first : &_ra_page_empty;
       size_t lo = i == 0 ? 0 : _ra_class_size[i - 1] / RA_ALIGN + 1;
       for (size_t d = lo; d <= _ra_class_size[i] / RA_ALIGN; d++)
-        if (heap->direct[d] != want) return _ra_invariant_fail("direct[] points at the queue head", q);
+        if (heap->direct[d] != want) return _ra_report_invariant("direct[] points at the queue head", q);
     }
   }
   return true;
@@ -463,7 +463,7 @@ bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
 /* The heap validator: every invariant of the calling thread's heap, its chunks, their spans and
  * pages (free lists walked), and the page queues. True when all hold; otherwise the first broken
  * one is reported on stderr. Call it when no other thread frees into this heap's pages. */
-bool _ra_validate_heap(void) { return _ra_heap_is_valid(_ra_heap_current(), RA_HEAP_AT_REST); }
+bool _ra_heap_validate(void) { return _ra_heap_is_valid(_ra_heap_current(), RA_HEAP_AT_REST); }
 
 /* Call fn on every live heap, holding the heap list lock (fn must not allocate). */
 void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg) {

@@ -66,7 +66,7 @@ void _ra_init(void) {
     _ra_thread_init(thread_exit);
     if (_ra_option(RA_OPT_VERBOSE)) {
       _ra_options_print();
-      _ra_write(2, "ramalloc: os page %zu, granularity %zu, commit mode %s\n", os->page_size, os->granularity,
+      _ra_fmt_write(2, "ramalloc: os page %zu, granularity %zu, commit mode %s\n", os->page_size, os->granularity,
                 _ra_os_commit_mode() == RA_COMMIT_OVERCOMMIT ? "overcommit" : "protect");
     }
     atomic_store_explicit(&initialised, true, memory_order_release);

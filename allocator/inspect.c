@@ -438,12 +438,12 @@ static bool dump_path(char *dst, size_t cap, unsigned n) {
 void _ra_inspect_dump_configured(unsigned serial, const char *reason) {
   char path[4096];
   if (!dump_path(path, sizeof path, serial)) {
-    _ra_write(2, "ramalloc: layout dump file name too long\n");
+    _ra_fmt_write(2, "ramalloc: layout dump file name too long\n");
     return;
   }
   int err = dump_file(path, reason);
-  if (err != 0) _ra_write(2, "ramalloc: could not write the layout to %s (errno %d)\n", path, err);
-  else _ra_verbose("ramalloc: layout written to %s\n", path);
+  if (err != 0) _ra_fmt_write(2, "ramalloc: could not write the layout to %s (errno %d)\n", path, err);
+  else _ra_report_verbose("ramalloc: layout written to %s\n", path);
 }
 
 void _ra_inspect_at_exit(int stats_fd) {

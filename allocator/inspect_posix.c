@@ -57,7 +57,7 @@ void _ra_inspect_fork_child(void) {
 
 static void dumper_start(int sig) {
   if (pipe(dump_pipe) != 0) {
-    _ra_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL: no pipe (errno %d)\n", errno);
+    _ra_fmt_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL: no pipe (errno %d)\n", errno);
     return;
   }
   for (int i = 0; i < 2; i++) fcntl(dump_pipe[i], F_SETFD, FD_CLOEXEC);
@@ -74,7 +74,7 @@ static void dumper_start(int sig) {
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   if (err != 0 || sigaction(sig, &sa, NULL) != 0) {
-    _ra_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL=%d: cannot %s\n", sig,
+    _ra_fmt_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL=%d: cannot %s\n", sig,
               err != 0 ? "start the dumper thread" : "install the handler");
     return;
   }

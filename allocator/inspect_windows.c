@@ -13,7 +13,7 @@ static void at_exit(void) { _ra_inspect_at_exit(2); }
 void _ra_inspect_start(void) {
   if (_ra_option(RA_OPT_SHOW_STATS) || _ra_option_str(RA_OPT_DUMP_LAYOUT) != NULL) atexit(at_exit);
   if (_ra_option(RA_OPT_DUMP_SIGNAL) > 0)
-    _ra_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL is not supported on Windows; call ra_dump_layout_file\n");
+    _ra_fmt_write(2, "ramalloc: RAMALLOC_DUMP_SIGNAL is not supported on Windows; call ra_dump_layout_file\n");
 }
 
 void _ra_inspect_end(void) {}

@@ -85,18 +85,18 @@ _Static_assert(RA_SLICE_SIZE / RA_ALIGN < 65536 && RA_MEDIUM_SLICES * RA_SLICE_S
 
 /* ---- Assertions (one level, tiered) -------------------------------------------------------------- */
 
-void _ra_assert_fail(const char *expr, const char *file, int line) RA_NORETURN RA_COLD;
+void _ra_report_assert(const char *expr, const char *file, int line) RA_NORETURN RA_COLD;
 #define RA_ASSERT_AT(level, x) \
-  ((RA_DEBUG >= (level) && !(x)) ? _ra_assert_fail(#x, __FILE__, __LINE__) : (void)0)
+  ((RA_DEBUG >= (level) && !(x)) ? _ra_report_assert(#x, __FILE__, __LINE__) : (void)0)
 #define ra_assert(x) RA_ASSERT_AT(1, x)          /* cheap */
 #define ra_assert_internal(x) RA_ASSERT_AT(2, x) /* costs a little */
 #define ra_assert_expensive(x) RA_ASSERT_AT(3, x)
 
 /* Invariant checks: a `*_is_valid` function beside the code of each struct (page.c, chunk.c,
  * heap.c, arena.c) tests the invariants written next to the struct below, reports the first one
- * broken ("ramalloc: invariant broken: <what> at <address>", _ra_invariant_fail) and returns false.
+ * broken ("ramalloc: invariant broken: <what> at <address>", _ra_report_invariant) and returns false.
  * The allocator calls them through ra_assert_internal at every state change of the struct, so they
- * run when RA_DEBUG >= 2 and compile to nothing below; the validator (_ra_validate_heap, heap.c)
+ * run when RA_DEBUG >= 2 and compile to nothing below; the validator (_ra_heap_validate, heap.c)
  * calls them too. Each checks only what the calling thread owns or holds the lock of: other
  * threads push remote frees onto xfree and the delayed list, and a purging thread changes the
  * chunk bitmaps under the chunk lock. Locks and delay states: "Locks" below. */
@@ -517,11 +517,11 @@ void _ra_options_print(void);
 /* fmt.c: formatting and writing without allocating. The format checks are GNU printf's (fmt.c has
  * its own formatter; RA_PRINTF_FORMAT, prim.h, names them for the compiler). */
 size_t _ra_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 3, 4)));
-void _ra_write(int fd, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 2, 3)));
-void _ra_write_va(int fd, const char *fmt, va_list ap) __attribute__((format(RA_PRINTF_FORMAT, 2, 0)));
+void _ra_fmt_write(int fd, const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 2, 3)));
+void _ra_fmt_write_va(int fd, const char *fmt, va_list ap) __attribute__((format(RA_PRINTF_FORMAT, 2, 0)));
 
 /* report.c: the verbose channel and the error reporter. */
-void _ra_verbose(const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 1, 2)));
+void _ra_report_verbose(const char *fmt, ...) __attribute__((format(RA_PRINTF_FORMAT, 1, 2)));
 /* Misuse of free or realloc, reported as "ramalloc: <what> 0x..." (docs/robustness.md has the
  * exact lines). These return only when RAMALLOC_ON_ERROR=warn; the caller then refuses the call. */
 typedef enum ra_misuse_e {
@@ -530,10 +530,10 @@ typedef enum ra_misuse_e {
   RA_MISUSE_METADATA,    /* "<op> of a pointer into allocator metadata" */
   RA_MISUSE_FOREIGN,     /* "<op> of a pointer ramalloc did not hand out" */
 } ra_misuse_t;
-void _ra_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
+void _ra_report_misuse(bool is_realloc, ra_misuse_t kind, const void *p) RA_COLD;
 /* ra_usable_size / malloc_usable_size of something that is not a live block:
  * "ramalloc: usable size of <a freed block | an interior pointer | ...> 0x..." (warn mode: 0). */
-void _ra_misuse_usable(ra_misuse_t kind, const void *p) RA_COLD;
+void _ra_report_misuse_usable(ra_misuse_t kind, const void *p) RA_COLD;
 /* A sized free whose size (or alignment) cannot belong to the block:
  * "ramalloc: <op> of 0x... with the wrong size N" (", alignment A" for the aligned forms). */
 typedef enum ra_sized_op_e {
@@ -541,8 +541,8 @@ typedef enum ra_sized_op_e {
   RA_SIZED_FREE,         /* C23 free_sized (the block may have been resized by realloc) */
   RA_SIZED_FREE_ALIGNED, /* C23 free_aligned_sized (exact: the block came from aligned_alloc) */
 } ra_sized_op_t;
-void _ra_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) RA_COLD;
-void _ra_corrupt_list(const void *near) RA_COLD;
+void _ra_report_misuse_size(ra_sized_op_t op, const void *p, size_t size, size_t align) RA_COLD;
+void _ra_report_corrupt_list(const void *near) RA_COLD;
 /* What the canary and zeroed-free-block checks found (secure.c), reported as "ramalloc: <what> 0x...". */
 typedef enum ra_canary_misuse_e {
   RA_CANARY_OVERFLOW,   /* "heap overflow past the end of the block" (its own canary, at its free) */
@@ -550,9 +550,9 @@ typedef enum ra_canary_misuse_e {
   RA_CANARY_FREE_BLOCK, /* "heap underflow or write after free into the end of the free block" (at hand-out) */
   RA_WRITE_AFTER_FREE,  /* "write after free into the block" (a zeroed free block, at hand-out) */
 } ra_canary_misuse_t;
-void _ra_misuse_canary(ra_canary_misuse_t kind, const void *block) RA_COLD;
-void _ra_error(const char *what, const void *p) RA_COLD;
-bool _ra_invariant_fail(const char *what, const void *where) RA_COLD; /* reports, returns false */
+void _ra_report_misuse_canary(ra_canary_misuse_t kind, const void *block) RA_COLD;
+void _ra_report_error(const char *what, const void *p) RA_COLD;
+bool _ra_report_invariant(const char *what, const void *where) RA_COLD; /* reports, returns false */
 
 /* mem.c: every OS call that reserves, commits, decommits, resets, protects or releases, with its
  * accounting; a commit over RAMALLOC_LIMIT fails (ENOMEM). The *_slices forms make one call per run
@@ -697,8 +697,8 @@ void _ra_heap_collect_delayed(ra_heap_t *heap);
 size_t _ra_heap_live(void); /* threads with a heap */
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
 void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */
-void _ra_walk_lock(void);                  /* held across each read of a walk (snapshot.c) */
-void _ra_walk_unlock(void);
+void _ra_heap_walk_lock(void);                  /* held across each read of a walk (snapshot.c) */
+void _ra_heap_walk_unlock(void);
 void _ra_heap_fork_prepare(void);      /* init.c's fork handlers: the heap list, the abandoned list */
 void _ra_heap_fork_release(void);
 void _ra_heap_fork_child(void);
@@ -708,7 +708,7 @@ void _ra_heap_foreach(void (*fn)(ra_heap_t *heap, void *arg), void *arg);
  * also walks every free list, wants no delayed free in flight and every empty page retired. */
 typedef enum ra_heap_check_e { RA_HEAP_LIVE, RA_HEAP_AT_REST, RA_HEAP_ABANDONING } ra_heap_check_t;
 bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how);
-bool _ra_validate_heap(void); /* the calling thread's heap, at rest */
+bool _ra_heap_validate(void); /* the calling thread's heap, at rest */
 
 /* purge.c: giving free memory back after a delay, and the background purger. Every purge decision
  * is purge's: the delay, reset or decommit, pressure, the passes, the retry after a refused
@@ -789,7 +789,7 @@ void _ra_inspect_fork_child(void); /* with RA_HAS_FORK */
 /* prof_posix.c: the sampling heap profiler (docs/profiling.md). POSIX only; on Windows the hooks
  * compile to nothing. _ra_prof_route is set once, at initialisation, before any heap exists, and
  * _ra_direct_bound with it: while it is set, malloc and calloc leave their fast paths at once for
- * _ra_malloc_generic, which runs a copy of the fast path and the per-thread byte countdown. A
+ * _ra_alloc_generic, which runs a copy of the fast path and the per-thread byte countdown. A
  * sampled block's page carries RA_PAGE_SAMPLED, which sends its frees to _ra_free_generic, where
  * the sample is dropped. */
 #define RA_PROF_DEFAULT_RATE ((size_t)512 << 10)
@@ -848,7 +848,7 @@ static inline void _ra_prof_note(void *p, size_t size) {
  * per-process secret mixed with their address, written when the slot is carved and never again;
  * the usable size stops before them. Such pages carry RA_PAGE_CANARY, which sends every free to
  * _ra_free_generic, and heap->direct[] stays on the empty page (page.c), which sends every
- * allocation to _ra_malloc_generic: the fast paths are the same instructions with the option off. */
+ * allocation to _ra_alloc_generic: the fast paths are the same instructions with the option off. */
 #define RA_CANARY_SIZE 8
 extern bool _ra_canary;      /* RAMALLOC_CANARY, set once at initialisation */
 extern bool _ra_zero_freed;  /* RAMALLOC_SECURE: small and medium blocks are zeroed at free and checked at reuse */
@@ -868,14 +868,14 @@ static inline uint8_t *_ra_block_end(const ra_page_t *page, const void *block) {
 
 /* alloc.c */
 extern size_t _ra_direct_bound; /* the fast paths serve sizes below it; 0 while the profiler is on */
-void *_ra_malloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
-void _ra_page_list_corrupted(ra_page_t *page, ra_block_t *b);
-void *_ra_pop_corrupted(ra_page_t *page, ra_block_t *b); /* the above, then a block from the generic path */
+void *_ra_alloc_generic(size_t size, ra_heap_t *heap, bool zero); /* size first: ra_malloc's own register */
+void _ra_alloc_list_corrupted(ra_page_t *page, ra_block_t *b);
+void *_ra_alloc_pop_corrupted(ra_page_t *page, ra_block_t *b); /* the above, then a block from the generic path */
 
 /* Take the first free block of a page. Its link word is cleared: the program never sees an encoded
  * pointer, and a block freed without being written to does not look like a free one. A link that
  * leaves the chunk goes to `corrupted` (a tail call, so that the fast paths save no registers),
- * which calls _ra_page_list_corrupted, then finds a block elsewhere. */
+ * which calls _ra_alloc_list_corrupted, then finds a block elsewhere. */
 static inline void *_ra_page_pop(ra_page_t *page, ra_block_t *b, void *(*corrupted)(ra_page_t *, ra_block_t *)) {
   ra_block_t *next;
   if (RA_CHECKS) {
@@ -919,9 +919,9 @@ _ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
 
 /* free.c */
 void _ra_free_generic(void *p);
-bool _ra_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
-void *_ra_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
-size_t _ra_usable_size_checked(const void *p, bool *ok);
+bool _ra_free_block_for(const void *p, bool is_realloc, ra_chunk_t **chunk, ra_page_t **page, ra_block_t **block);
+void *_ra_free_block_start(ra_chunk_t *chunk, ra_page_t *page, const void *p);
+size_t _ra_free_usable_size(const void *p, bool *ok);
 void _ra_free_sized(void *p, size_t size, size_t align, ra_sized_op_t op);
 void _ra_free_sized_slow(void *p, size_t size, size_t align, ra_sized_op_t op);
 void _ra_free_retire(ra_page_t *page);

@@ -199,7 +199,7 @@ void _ra_options_init(void) {
       if (parse_value(d, s, &v) && (d->kind != OPT_STRING || save_string(i, s))) {
         opt_from_env[i] = true;
       } else {
-        _ra_write(2, "ramalloc: ignoring %s=%s (not a valid value); using the default\n", var, s);
+        _ra_fmt_write(2, "ramalloc: ignoring %s=%s (not a valid value); using the default\n", var, s);
         v = d->def;
       }
     }
@@ -227,16 +227,16 @@ void _ra_options_print(void) {
     const opt_desc_t *d = &opt_table[i];
     long long v = opt_value[i];
     if (d->kind == OPT_ENUM)
-      _ra_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, d->choices[v],
+      _ra_fmt_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, d->choices[v],
                 opt_from_env[i] ? "" : " (default)", d->meaning);
     else if (d->kind == OPT_STRING)
-      _ra_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, opt_str[i] ? opt_str[i] : "",
+      _ra_fmt_write(2, "ramalloc: option RAMALLOC_%s=%s%s  # %s\n", d->name, opt_str[i] ? opt_str[i] : "",
                 opt_from_env[i] ? "" : " (default)", d->meaning);
     else if (d->kind == OPT_SIGNAL && v != 0)
-      _ra_write(2, "ramalloc: option RAMALLOC_%s=%lld (SIG%s)%s  # %s\n", d->name, v, signal_name(v),
+      _ra_fmt_write(2, "ramalloc: option RAMALLOC_%s=%lld (SIG%s)%s  # %s\n", d->name, v, signal_name(v),
                 opt_from_env[i] ? "" : " (default)", d->meaning);
     else
-      _ra_write(2, "ramalloc: option RAMALLOC_%s=%lld%s  # %s\n", d->name, v,
+      _ra_fmt_write(2, "ramalloc: option RAMALLOC_%s=%lld%s  # %s\n", d->name, v,
                 opt_from_env[i] ? "" : " (default)", d->meaning);
   }
 }

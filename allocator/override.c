@@ -28,7 +28,7 @@
 
 /* malloc and free run the fast paths themselves (internal.h), without a jump to ra_malloc or
  * ra_free. */
-RA_PUBLIC void *malloc(size_t n) { return _ra_malloc_fast(n, _ra_malloc_generic, _ra_pop_corrupted); }
+RA_PUBLIC void *malloc(size_t n) { return _ra_malloc_fast(n, _ra_alloc_generic, _ra_alloc_pop_corrupted); }
 RA_PUBLIC void free(void *p) { _ra_free_fast(p); }
 RA_PUBLIC void *calloc(size_t c, size_t n) { return ra_calloc(c, n); }
 RA_PUBLIC void *realloc(void *p, size_t n) { return ra_realloc(p, n); }

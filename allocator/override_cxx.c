@@ -41,7 +41,7 @@ typedef struct nothrow_s nothrow_t;
 
 static RA_NORETURN RA_COLD void throw_bad_alloc(void) {
   if (ra_cxx_throw_bad_alloc != NULL) ra_cxx_throw_bad_alloc();
-  _ra_write(2, "ramalloc: out of memory in operator new (std::bad_alloc is out of reach)\n");
+  _ra_fmt_write(2, "ramalloc: out of memory in operator new (std::bad_alloc is out of reach)\n");
   abort();
 }
 
@@ -67,13 +67,13 @@ static RA_COLD void *new_retry(size_t size, size_t align, bool nothrow) {
 /* Plain operator new off its fast path (the same as ra_malloc's, inlined: new is then one
  * function, with no call to ra_malloc and no test of its result on the common path). */
 static RA_NOINLINE void *new_generic(size_t size, ra_heap_t *heap, bool zero) {
-  void *p = _ra_malloc_generic(size, heap, zero);
+  void *p = _ra_alloc_generic(size, heap, zero);
   if (RA_LIKELY(p != NULL)) return p;
   return new_retry(size, 0, false);
 }
 
 static RA_NOINLINE void *new_corrupted(ra_page_t *page, ra_block_t *b) {
-  _ra_page_list_corrupted(page, b);
+  _ra_alloc_list_corrupted(page, b);
   return new_generic(page->block_size, _ra_heap_current(), false);
 }
 

@@ -57,7 +57,7 @@ static RA_NOINLINE void foreign_free(void *p) {
   DWORD err = GetLastError();
   InitOnceExecuteOnce(&crt_once, crt_lookup, NULL, NULL);
   SetLastError(err);
-  if (crt_free == NULL) _ra_error("free of a pointer from no known allocator:", p);
+  if (crt_free == NULL) _ra_report_error("free of a pointer from no known allocator:", p);
   crt_free(p);
 }
 
@@ -65,7 +65,7 @@ static RA_NOINLINE void *foreign_realloc(void *p, size_t n) {
   DWORD err = GetLastError();
   InitOnceExecuteOnce(&crt_once, crt_lookup, NULL, NULL);
   SetLastError(err);
-  if (crt_realloc == NULL) _ra_error("realloc of a pointer from no known allocator:", p);
+  if (crt_realloc == NULL) _ra_report_error("realloc of a pointer from no known allocator:", p);
   return crt_realloc(p, n);
 }
 

@@ -154,7 +154,7 @@ static RA_NOINLINE size_t collect_walk(ra_page_t *page, ra_block_t *head, size_t
       break;
     }
   }
-  if (cut || n != count) _ra_corrupt_list(tail);
+  if (cut || n != count) _ra_report_corrupt_list(tail);
   _ra_block_set_next(tail, page->free);
   if (cut) {
     /* A cycle was walked round more than once: what is kept is the run up to the first visit of
@@ -362,40 +362,40 @@ int _ra_page_setup(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
 bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
   uint8_t flags = atomic_load_explicit(&page->flags, memory_order_relaxed);
   if (flags & (RA_PAGE_NOT_PAGE | RA_PAGE_HUGE))
-    return _ra_invariant_fail("a page is a span head of a page chunk", page);
-  if (page->slice_offset != 0) return _ra_invariant_fail("a page is a span head of a page chunk", page);
+    return _ra_report_invariant("a page is a span head of a page chunk", page);
+  if (page->slice_offset != 0) return _ra_report_invariant("a page is a span head of a page chunk", page);
   size_t bs = page->block_size;
   if (page->class_idx >= RA_CLASS_COUNT || _ra_class_size[page->class_idx] != bs)
-    return _ra_invariant_fail("block size matches the class", page);
+    return _ra_report_invariant("block size matches the class", page);
   if (page->slice_count != _ra_page_class_slices(page->class_idx))
-    return _ra_invariant_fail("span length matches the class", page);
+    return _ra_report_invariant("span length matches the class", page);
   if ((page->div_inv * (uint32_t)(bs >> page->div_shift)) != 1 || ((bs >> page->div_shift) & 1) == 0)
-    return _ra_invariant_fail("div_inv and div_shift match the block size", page);
+    return _ra_report_invariant("div_inv and div_shift match the block size", page);
   uint32_t capacity = _ra_page_capacity(page);
   if (page->free_cap != 0 && (flags != 0 || page->free_is_zero || page->free_cap != capacity))
-    return _ra_invariant_fail("free_cap is 0, or capacity with no flag set and free_is_zero 0", page);
+    return _ra_report_invariant("free_cap is 0, or capacity with no flag set and free_is_zero 0", page);
   if (page->used > capacity || capacity > page->reserved)
-    return _ra_invariant_fail("used <= capacity <= reserved", page);
+    return _ra_report_invariant("used <= capacity <= reserved", page);
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;
   if (_ra_guard_pages) span -= _ra_os_info()->page_size;
   if (page->reserved != span / bs)
-    return _ra_invariant_fail("reserved blocks fill the span (less its guard page)", page);
+    return _ra_report_invariant("reserved blocks fill the span (less its guard page)", page);
   if (page->committed_slices > page->slice_count ||
       (size_t)capacity * bs > (size_t)page->committed_slices * RA_SLICE_SIZE)
-    return _ra_invariant_fail("carved blocks are committed", page);
+    return _ra_report_invariant("carved blocks are committed", page);
   if (page->guarded && (!_ra_guard_pages || page->committed_slices != page->slice_count))
-    return _ra_invariant_fail("a guarded span is committed whole", page);
+    return _ra_report_invariant("a guarded span is committed whole", page);
   if ((page->free == NULL) != (page->used == capacity))
-    return _ra_invariant_fail("free is empty exactly when used == capacity", page);
+    return _ra_report_invariant("free is empty exactly when used == capacity", page);
   const uint8_t *start = _ra_page_start(_ra_chunk_of_desc(page), page);
   size_t nfree = 0;
   for (const ra_block_t *b = page->free; b != NULL; b = walk ? _ra_block_next(b) : NULL) {
     size_t off = (size_t)((const uint8_t *)b - start);
     if ((const uint8_t *)b < start || off % bs != 0 || off / bs >= capacity)
-      return _ra_invariant_fail("free block inside the carved part of its page", b);
-    if (++nfree > capacity) return _ra_invariant_fail("free list has no cycle", page);
+      return _ra_report_invariant("free block inside the carved part of its page", b);
+    if (++nfree > capacity) return _ra_report_invariant("free list has no cycle", page);
   }
-  if (walk && nfree != capacity - page->used) return _ra_invariant_fail("used == capacity - |free|", page);
+  if (walk && nfree != capacity - page->used) return _ra_report_invariant("used == capacity - |free|", page);
   return true;
 }
 
@@ -404,22 +404,22 @@ bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool
   bool in_full = (flags & RA_PAGE_IN_FULL) != 0;
   const ra_page_queue_t *q = in_full ? &heap->full : &heap->queues[page->class_idx];
   if (atomic_load_explicit(&_ra_chunk_of_desc(page)->heap, memory_order_relaxed) != heap)
-    return _ra_invariant_fail("queued page belongs to this heap", page);
+    return _ra_report_invariant("queued page belongs to this heap", page);
   if (page->prev != NULL ? page->prev->next != page : q->first != page)
-    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+    return _ra_report_invariant("queue links (IN_FULL says which queue)", page);
   if (page->next != NULL ? page->next->prev != page : q->last != page)
-    return _ra_invariant_fail("queue links (IN_FULL says which queue)", page);
+    return _ra_report_invariant("queue links (IN_FULL says which queue)", page);
   if (!in_full && page->next != NULL && page->next->class_idx != page->class_idx)
-    return _ra_invariant_fail("page in its class queue", page);
+    return _ra_report_invariant("page in its class queue", page);
   /* Remote frees move USE to FREEING and back to NONE; nothing but the owner leaves NONE. */
   uintptr_t delay = atomic_load_explicit(&page->xfree, memory_order_acquire) & 3;
   if (abandoning ? delay != RA_DELAY_NEVER : delay == RA_DELAY_NEVER)
-    return _ra_invariant_fail("the delay state is NEVER exactly while the heap is abandoned", page);
+    return _ra_report_invariant("the delay state is NEVER exactly while the heap is abandoned", page);
   if (!in_full && !abandoning && delay != RA_DELAY_NONE)
-    return _ra_invariant_fail("a page out of the full queue is in RA_DELAY_NONE", page);
+    return _ra_report_invariant("a page out of the full queue is in RA_DELAY_NONE", page);
   if (!in_full && q->first == page && page->block_size <= RA_DIRECT_MAX &&
       heap->direct[page->block_size / RA_ALIGN] != (_ra_canary ? &_ra_page_empty : page))
-    return _ra_invariant_fail("direct[] points at the queue head", page);
+    return _ra_report_invariant("direct[] points at the queue head", page);
   return true;
 }
 

@@ -11,7 +11,7 @@
 #define RA_HAS_PROFILER 1
 #define RA_HAS_FORK 1
 #define RA_HAS_THREAD_VARS 1 /* __thread variables, set up without allocating */
-#define RA_PRINTF_FORMAT printf /* the format checks of _ra_fmt and _ra_write */
+#define RA_PRINTF_FORMAT printf /* the format checks of _ra_fmt and _ra_fmt_write */
 
 /* Everything internal is hidden, so the compiler reaches the variables directly rather than
  * through the GOT (_ra_key and the chunk map on every malloc and free). */

@@ -101,7 +101,7 @@ int _ra_thread_init(void (*done)(void *heap)) {
   DWORD tls = TlsAlloc();
   if (fls == FLS_OUT_OF_INDEXES || tls == TLS_OUT_OF_INDEXES) {
     /* Without a slot no thread could keep its heap, and every allocation would make a new one. */
-    _ra_write(2, "ramalloc: TlsAlloc/FlsAlloc failed (error %lu)\n", (unsigned long)GetLastError());
+    _ra_fmt_write(2, "ramalloc: TlsAlloc/FlsAlloc failed (error %lu)\n", (unsigned long)GetLastError());
     abort();
   }
   HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");

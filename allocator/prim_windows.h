@@ -12,7 +12,7 @@
 #define RA_HAS_FORK 0
 /* mingw-w64's __thread is emulated (emutls): its first touch on each thread calls malloc. */
 #define RA_HAS_THREAD_VARS 0
-/* The format checks of _ra_fmt and _ra_write are GNU printf's: on mingw-w64 plain "printf" means
+/* The format checks of _ra_fmt and _ra_fmt_write are GNU printf's: on mingw-w64 plain "printf" means
  * msvcrt's, which lacks %zu. */
 #define RA_PRINTF_FORMAT gnu_printf
 

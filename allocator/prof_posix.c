@@ -17,7 +17,7 @@
  *
  * Where the countdown runs: _ra_prof_route is set at initialisation, before the first heap exists,
  * and _ra_direct_bound with it, the size below which malloc and calloc take their fast path: 0
- * sends every allocation to _ra_malloc_generic, which runs a copy of the fast path that also counts
+ * sends every allocation to _ra_alloc_generic, which runs a copy of the fast path that also counts
  * the size down (alloc.c). Profiling off runs the fast paths' instructions unchanged (their size
  * test reads the bound instead of a constant); on, a small allocation costs about 15 instructions
  * more (docs/performance.md).
@@ -70,7 +70,7 @@
 
 /* prof_unwind_posix.c, linked into libramalloc.so only (a static program then never names dlopen,
  * which glibc warns about in static links): unw_backtrace from libunwind, or NULL. */
-extern void *_ra_prof_libunwind(void) __attribute__((weak));
+extern void *_ra_prof_unwind_find(void) __attribute__((weak));
 /* Weak, so that a static program that never uses dladdr does not pull in the loader's code. */
 extern int dladdr(const void *addr, Dl_info *info) __attribute__((weak));
 
@@ -469,7 +469,7 @@ void _ra_prof_start(void) {
   if (!_ra_prof_route) return;
   void *m = mmap(NULL, sizeof(tables_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
-    _ra_write(2, "ramalloc: profiler: cannot map its tables (errno %d); profiling is off\n", errno);
+    _ra_fmt_write(2, "ramalloc: profiler: cannot map its tables (errno %d); profiling is off\n", errno);
     return;
   }
   tab = m;
@@ -484,11 +484,11 @@ void _ra_prof_start(void) {
 #if !defined(__SANITIZE_THREAD__)
   /* (ThreadSanitizer builds: libunwind's per-thread cache has a thread-exit destructor that locks a
    * mutex after TSan has let go of the thread, which crashes inside TSan's interceptor.) */
-  if (_ra_prof_libunwind != NULL) {
-    *(void **)&unwind = _ra_prof_libunwind();
+  if (_ra_prof_unwind_find != NULL) {
+    *(void **)&unwind = _ra_prof_unwind_find();
     unwinder_name = "libunwind";
     if (unwind == NULL)
-      _ra_write(2, "ramalloc: profiler: libunwind.so.8 not found (Debian: libunwind8); "
+      _ra_fmt_write(2, "ramalloc: profiler: libunwind.so.8 not found (Debian: libunwind8); "
                    "stacks come from glibc's backtrace()\n");
   }
 #endif
@@ -499,7 +499,7 @@ void _ra_prof_start(void) {
   void *warm[8];
   unwind(warm, 8);
   in_prof = false;
-  _ra_verbose("ramalloc: profiler on: one sample per %llu bytes on average, stacks from %s\n",
+  _ra_report_verbose("ramalloc: profiler on: one sample per %llu bytes on average, stacks from %s\n",
               (unsigned long long)rate, unwinder_name);
   atomic_store_explicit(&prof_ready, true, memory_order_release);
 }
@@ -624,8 +624,8 @@ static int write_profile_file(unsigned serial) {
   if (fd >= 0 && close(fd) != 0 && err == 0) err = errno;
   if (fd >= 0 && err == 0 && rename(tmp, path) != 0) err = errno;
   if (fd >= 0 && err != 0) unlink(tmp);
-  if (err != 0) _ra_write(2, "ramalloc: could not write the heap profile to %s (errno %d)\n", path, err);
-  else _ra_verbose("ramalloc: heap profile written to %s\n", path);
+  if (err != 0) _ra_fmt_write(2, "ramalloc: could not write the heap profile to %s (errno %d)\n", path, err);
+  else _ra_report_verbose("ramalloc: heap profile written to %s\n", path);
   return err;
 }
 
@@ -720,7 +720,7 @@ void _ra_prof_end(void) {
   in_prof = true; /* nothing more is sampled on this thread */
   if (_ra_option(RA_OPT_PROFILE) > 0 || _ra_option_str(RA_OPT_PROFILE_FILE) != NULL) write_profile_file(0);
   if (_ra_option(RA_OPT_LEAKS)) leak_report(report_fd);
-  _ra_verbose("ramalloc: profiler: %zu samples taken, %zu live, %zu stacks, %zu dropped (tables full), "
+  _ra_report_verbose("ramalloc: profiler: %zu samples taken, %zu live, %zu stacks, %zu dropped (tables full), "
               "%zu allocations by the unwinder\n",
               total_samples, live_samples, n_stacks, dropped_samples, atomic_load(&nested_allocs));
 }

@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 /* unw_backtrace of Debian's libunwind (libunwind8), or NULL when it cannot be loaded. */
-__attribute__((visibility("hidden"))) void *_ra_prof_libunwind(void);
+__attribute__((visibility("hidden"))) void *_ra_prof_unwind_find(void);
 
-void *_ra_prof_libunwind(void) {
+void *_ra_prof_unwind_find(void) {
   void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
   return lib != NULL ? dlsym(lib, "unw_backtrace") : NULL;
 }

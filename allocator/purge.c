@@ -164,7 +164,7 @@ void _ra_purge_start(void) {
     return;
   if (_ra_thread_start(purger_main, NULL) != 0) {
     atomic_store_explicit(&_ra_purger_state, RA_PURGER_OFF, memory_order_release);
-    _ra_write(2, "ramalloc: could not start the purger thread; purging continues on slow paths\n");
+    _ra_fmt_write(2, "ramalloc: could not start the purger thread; purging continues on slow paths\n");
   }
 }
 

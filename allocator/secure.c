@@ -109,12 +109,12 @@ bool _ra_secure_handout(void *p, size_t size, bool zero) {
   size_t bs = page->block_size;
   uint8_t *b = p;
   if (!canary_ok(b + bs - RA_CANARY_SIZE)) {
-    _ra_misuse_canary(RA_CANARY_FREE_BLOCK, b);
+    _ra_report_misuse_canary(RA_CANARY_FREE_BLOCK, b);
     return false;
   }
   if (zeroes(bs)) {
     if (!body_is_zero(b + 8, bs - 16)) {
-      _ra_misuse_canary(RA_WRITE_AFTER_FREE, b);
+      _ra_report_misuse_canary(RA_WRITE_AFTER_FREE, b);
       return false;
     }
     return true; /* zero already: the pop cleared the link word */
@@ -129,11 +129,11 @@ bool _ra_secure_free(ra_page_t *page, ra_block_t *block) {
   size_t bs = page->block_size;
   uint8_t *b = (uint8_t *)block;
   if (!canary_ok(b + bs - RA_CANARY_SIZE)) {
-    _ra_misuse_canary(RA_CANARY_OVERFLOW, b);
+    _ra_report_misuse_canary(RA_CANARY_OVERFLOW, b);
     return false;
   }
   if (b != _ra_page_start(_ra_chunk_of_desc(page), page) && !canary_ok(b - RA_CANARY_SIZE)) {
-    _ra_misuse_canary(RA_CANARY_UNDERFLOW, b);
+    _ra_report_misuse_canary(RA_CANARY_UNDERFLOW, b);
     return false;
   }
   if (zeroes(bs)) body_clear(b + 8, bs - 16);

@@ -101,9 +101,9 @@ void _ra_snapshot_begin(ra_snapshot_t *w) {
   d->n = 0;
   d->overflow = false;
   d->complete = true;
-  _ra_walk_lock();
+  _ra_heap_walk_lock();
   _ra_heap_foreach(delayed_gather_heap, d);
-  _ra_walk_unlock();
+  _ra_heap_walk_unlock();
   if (!d->overflow) sort_addresses(d->addr, d->n);
 }
 
@@ -311,7 +311,7 @@ static bool chunk_read(const ra_snapshot_t *w, ra_arena_t *a, size_t s, ra_chunk
 /* The next published chunk at or after slot *s of arena a, read into ci; *s moves past it. */
 bool _ra_snapshot_chunk_next(const ra_snapshot_t *w, ra_arena_t *a, size_t *s, ra_chunk_info_t *ci) {
   bool found = false;
-  _ra_walk_lock();
+  _ra_heap_walk_lock();
   _ra_lock(&a->lock);
   for (; *s < a->chunk_slots && !found; (*s)++) {
     if ((*s & 63) == 0 && a->in_use[*s >> 6] == 0) {
@@ -324,7 +324,7 @@ bool _ra_snapshot_chunk_next(const ra_snapshot_t *w, ra_arena_t *a, size_t *s, r
     }
   }
   _ra_unlock(&a->lock);
-  _ra_walk_unlock();
+  _ra_heap_walk_unlock();
   return found;
 }
 
@@ -333,7 +333,7 @@ bool _ra_snapshot_page_reread(const ra_snapshot_t *w, const ra_chunk_info_t *ci,
   ra_arena_t *a = ci->arena;
   ra_chunk_t *c = ci->chunk;
   bool ok = false;
-  _ra_walk_lock();
+  _ra_heap_walk_lock();
   _ra_lock(&a->lock);
   if (_ra_bit_get(a->in_use, ci->slot) && _ra_chunk_map_has((uintptr_t)c) && c->magic == RA_CHUNK_MAGIC &&
       c->kind == RA_CHUNK_PAGES) {
@@ -347,7 +347,7 @@ bool _ra_snapshot_page_reread(const ra_snapshot_t *w, const ra_chunk_info_t *ci,
     _ra_chunk_unlock(c);
   }
   _ra_unlock(&a->lock);
-  _ra_walk_unlock();
+  _ra_heap_walk_unlock();
   return ok;
 }
 

@@ -96,7 +96,7 @@ void _ra_timeline_start(void) {
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (per_process ? O_TRUNC : O_EXCL), 0644);
   if (fd < 0) {
     if (errno != EEXIST || per_process)
-      _ra_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot create %s (errno %d)\n", path, errno);
+      _ra_fmt_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot create %s (errno %d)\n", path, errno);
     return;
   }
   static const char header[] = "ms,reserved,committed,resident,live,purged\n";
@@ -107,7 +107,7 @@ void _ra_timeline_start(void) {
   timeline_fd = fd;
   timeline_t0 = _ra_now_ms();
   if (pthread_create(&timeline_thread, NULL, timeline_main, NULL) != 0) {
-    _ra_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot start its thread\n");
+    _ra_fmt_write(2, "ramalloc: RAMALLOC_TIMELINE: cannot start its thread\n");
     close(fd);
     timeline_fd = -1;
     return;

@@ -5,8 +5,9 @@
     scripts/deps_graph.py --format md      the same as Markdown (docs/design.md, "Where things live")
     scripts/deps_graph.py --svg deps.svg   also an SVG drawing (no Graphviz needed)
     scripts/deps_graph.py --platform windows   the Windows build's files instead of the POSIX build's
-    scripts/deps_graph.py --check          also fail (exit 1) when a call or include cycle, or a test of
-                                           the OS outside the platform layer, is found (the ctests)
+    scripts/deps_graph.py --check          also fail (exit 1) when a call or include cycle, a test of
+                                           the OS outside the platform layer, or a cross-file name whose
+                                           prefix is not its file's is found (the ctests)
 
 Python 3 standard library only. Heuristics, good enough for this code base, not a C parser:
   - Comments, string and character literals and preprocessor lines are removed first; both sides
@@ -453,7 +454,8 @@ def main():
     ap.add_argument('--format', choices=('text', 'md'), default='text')
     ap.add_argument('--svg', metavar='FILE', help='also draw the call graph as SVG into FILE')
     ap.add_argument('--check', action='store_true',
-                    help='exit 1 when there is a call or include cycle, or a test of the OS outside the platform layer')
+                    help='exit 1 on a call or include cycle, a test of the OS outside the platform layer, '
+                    'or a cross-file name whose prefix is not its file')
     args = ap.parse_args()
     files, cfiles, includes, calls = analyse(args.root, args.platform)
     (report_md if args.format == 'md' else report_text)(files, cfiles, includes, calls, sys.stdout)
@@ -465,6 +467,7 @@ def main():
         bad = [f'call cycle: {" ".join(c)}' for c in cycles_of(cfiles, {f: set(calls[f]) for f in calls})]
         bad += [f'include cycle: {" ".join(c)}' for c in cycles_of(files, includes)]
         bad += [f'test of the OS outside the platform layer: {n}:{k}' for n, k, _ in platform_tests(args.root)]
+        bad += [f'prefix not its file: {n}: {fn}' for n, fn in prefix_mismatches(args.root, args.platform)]
         for b in bad:
             sys.stderr.write(f'deps_graph: {b}\n')
         if bad:

@@ -185,7 +185,7 @@ static void clean_use(void) {
     ra_stats_t st;
     ra_stats_get(&st);
     ra_dump_layout(-1);
-    CHECK(_ra_validate_heap(), "validator");
+    CHECK(_ra_heap_validate(), "validator");
     for (size_t s = 0; s < 512; s++) ra_free(slot[s]);
     /* frees from other threads: onto remote lists, collected by this thread later */
     xfer_t x = {.n = 256};
@@ -201,7 +201,7 @@ static void clean_use(void) {
     pthread_join(t, NULL);
     for (size_t i = 0; i < x.n; i++) ra_free(x.blocks[i]);
     for (int k = 0; k < 4000; k++) ra_free(ra_malloc(16 + (size_t)k % 5000)); /* reuse what came back */
-    CHECK(_ra_validate_heap(), "validator after remote frees");
+    CHECK(_ra_heap_validate(), "validator after remote frees");
     ra_collect(true);
   }
   say("clean-done\n");

@@ -18,7 +18,7 @@ static volatile size_t v_zero = 0;
 static size_t hidden(size_t n) { return n + v_zero; }
 
 static void expect_valid_heap(void) {
-  if (!_ra_validate_heap()) fail_msg("_ra_validate_heap() failed (the broken invariant is on stderr)");
+  if (!_ra_heap_validate()) fail_msg("_ra_heap_validate() failed (the broken invariant is on stderr)");
 }
 
 /* The class a request of n bytes lands in, from the allocator's own table (0 < n <= 2 MiB). */

@@ -146,7 +146,7 @@ static void test_guards_go_with_their_pages(void **state) {
     assert_non_null(g);
     for (size_t i = 0; i < 100; i++) assert_int_equal(g[i], 0x3C);
     ra_free(g);
-    assert_true(_ra_validate_heap());
+    assert_true(_ra_heap_validate());
   }
   ra_stats_t st;
   ra_stats_get(&st);

@@ -164,7 +164,7 @@ static void expect_counts(counts_t before, const char *what) {
         "%s changed the statistics: live blocks %zu -> %zu, committed %zu -> %zu, huge %zu -> %zu", what,
         before.live_blocks, now.live_blocks, before.committed, now.committed, before.huge_blocks, now.huge_blocks);
 }
-static void expect_valid(const char *when) { CHECK(_ra_validate_heap(), "heap invariants broken %s", when); }
+static void expect_valid(const char *when) { CHECK(_ra_heap_validate(), "heap invariants broken %s", when); }
 #define SNAP() counts_t snap_ = counts()
 #define SNAP_CHECK(what) \
   do {                   \

@@ -130,7 +130,7 @@ static void expect_all_fail(unsigned char *held, size_t held_size) {
     memcpy(held, saved, held_size);
     free(saved);
   }
-  CHECK(_ra_validate_heap(), "heap invariants broken after the failures");
+  CHECK(_ra_heap_validate(), "heap invariants broken after the failures");
 }
 
 static size_t env_size(const char *name) {
@@ -408,7 +408,7 @@ static void sc_rlimit_as_tiny(void) {
   CHECK(h != NULL, "ra_malloc(3 MiB) still fails once address space is available again (errno %d)", errno);
   ra_free(p);
   ra_free(h);
-  CHECK(_ra_validate_heap(), "heap invariants broken");
+  CHECK(_ra_heap_validate(), "heap invariants broken");
 }
 
 /* RAMALLOC_COMMIT=protect and 64 MiB of writable data allowed: reserving works, committing fails. */

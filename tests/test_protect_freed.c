@@ -176,11 +176,11 @@ static void test_every_reuse_is_writable(void **state) {
       assert_non_null(other[i]);
       fill_check(other[i], n, (uint8_t)(i + 1));
     }
-    assert_true(_ra_validate_heap());
+    assert_true(_ra_heap_validate());
     for (int i = 0; i < M; i++) ra_free(other[i]);
     for (int i = 0; i < N; i++) ra_free(big[i]);
     if (round & 1) ra_collect(true);
-    assert_true(_ra_validate_heap());
+    assert_true(_ra_heap_validate());
   }
   /* realloc through large and huge sizes moves blocks out of freed spans and back */
   uint8_t *r = ra_malloc(100);

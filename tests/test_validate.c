@@ -1,4 +1,4 @@
-/* The allocator's own invariants (docs/design.md), checked by _ra_validate_heap after random
+/* The allocator's own invariants (docs/design.md), checked by _ra_heap_validate after random
  * sequences of every kind of call, including frees from another thread and a thread's exit. */
 #include <pthread.h>
 #include <stdarg.h>
@@ -69,13 +69,13 @@ static void test_random_sequence_keeps_invariants(void **state) {
   (void)state;
   for (int round = 0; round < 40; round++) {
     for (int k = 0; k < 2000; k++) random_step(rnd() % SLOTS);
-    assert_true(_ra_validate_heap());
+    assert_true(_ra_heap_validate());
   }
   for (size_t i = 0; i < SLOTS; i++) {
     ra_free(slot[i]);
     slot[i] = NULL;
   }
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
 }
 
 static void *free_half(void *arg) {
@@ -100,12 +100,12 @@ static void test_remote_frees_are_collected(void **state) {
   pthread_join(t, NULL);
   /* Allocating again collects the remote frees into the owner's lists. */
   for (int k = 0; k < 20000; k++) random_step(1 + 2 * (rnd() % (SLOTS / 2)));
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
   for (size_t i = 0; i < SLOTS; i++) {
     ra_free(slot[i]);
     slot[i] = NULL;
   }
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
   ra_stats_t st;
   ra_stats_get(&st);
   assert_int_equal(st.live_blocks, 0);
@@ -132,14 +132,14 @@ static void test_adopted_chunks_keep_invariants(void **state) {
     ra_free(slot[i]);
     slot[i] = NULL;
   }
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
   for (int k = 0; k < 20000; k++) random_step(rnd() % SLOTS);
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
   for (size_t i = 0; i < SLOTS; i++) {
     ra_free(slot[i]);
     slot[i] = NULL;
   }
-  assert_true(_ra_validate_heap());
+  assert_true(_ra_heap_validate());
 }
 
 /* _ra_slice_runs (one OS call per run of slices): every set bit in exactly one call, each run

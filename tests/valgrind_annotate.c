@@ -145,7 +145,7 @@ static void clean(void) {
   CHECK(seen > 0);
   ra_stats_t st;
   ra_stats_get(&st);
-  CHECK(_ra_validate_heap());
+  CHECK(_ra_heap_validate());
   for (size_t s = 0; s < 256; s++) ra_free(slot[s]);
   xfer_t x = {.n = 128};
   for (size_t i = 0; i < x.n; i++) {
@@ -159,7 +159,7 @@ static void clean(void) {
   pthread_join(t, NULL);
   for (size_t i = 0; i < x.n; i++) ra_free(x.blocks[i]);
   for (int k = 0; k < 2000; k++) ra_free(ra_malloc(16 + (size_t)k % 5000));
-  CHECK(_ra_validate_heap());
+  CHECK(_ra_heap_validate());
   ra_collect(true);
   puts("clean-done");
 }

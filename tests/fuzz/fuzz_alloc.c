@@ -11,7 +11,7 @@
  *     ra_owns holds for the first and last byte;
  *   - impossible requests (SIZE_MAX and near, overflowing calloc, alignments the address space
  *     cannot hold, non-powers of two) fail with the documented errno;
- *   - the allocator's own invariants: _ra_validate_heap() on this thread's heap, and on the other
+ *   - the allocator's own invariants: _ra_heap_validate() on this thread's heap, and on the other
  *     thread's while this one waits, every few operations and at the end of each input.
  * When RAMALLOC_ON_ERROR=warn is set, misuse operations join in (a double free or realloc of a
  * block just freed, an interior pointer of a huge block, a stack pointer): the report line is
@@ -241,7 +241,7 @@ static void *worker(void *arg) {
         break;
       }
       case REQ_VALIDATE:
-        reply = _ra_validate_heap() ? (void *)1 : NULL;
+        reply = _ra_heap_validate() ? (void *)1 : NULL;
         break;
     }
     pthread_mutex_lock(&w.mu);
@@ -302,8 +302,8 @@ static void *worker_call(req_t r) {
 /* Both heaps' invariants (the second thread's while this one waits), or only this thread's. */
 static void validate(bool both) {
   worker_drain(); /* no remote frees in flight into either heap */
-  CHECK(_ra_validate_heap(), "_ra_validate_heap failed on the main thread (the broken invariant is above)");
-  if (both) CHECK(worker_call((req_t){REQ_VALIDATE, NULL, 0, 0}) != NULL, "_ra_validate_heap failed on the second thread");
+  CHECK(_ra_heap_validate(), "_ra_heap_validate failed on the main thread (the broken invariant is above)");
+  if (both) CHECK(worker_call((req_t){REQ_VALIDATE, NULL, 0, 0}) != NULL, "_ra_heap_validate failed on the second thread");
 }
 static void validate_all(void) { validate(true); }
 
