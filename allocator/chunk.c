@@ -290,7 +290,7 @@ static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n
     _ra_mem_unprotect_slices(c, m);
   }
   atomic_fetch_and_explicit(&c->purge_slices, ~m, memory_order_relaxed);
-  bool fresh = (c->dirty & m) == 0;
+  bool dirty = (c->dirty & m) != 0;
   c->dirty |= m;
   _ra_chunk_unlock(c);
   c->free_slices &= ~m;
@@ -303,14 +303,14 @@ static ra_page_t *span_take(ra_heap_t *heap, ra_chunk_t *c, size_t idx, size_t n
   ra_page_t *page = &c->pages[idx];
   memset(page, 0, sizeof *page);
   page->slice_count = (uint8_t)n;
-  page->fresh = fresh;
+  page->dirty = dirty;
   for (size_t j = 1; j < n; j++) c->pages[idx + j].slice_offset = (uint8_t)j;
   return page;
 }
 
 /* A span of `slices` slices from chunk c, or NULL when it has no run of that many free slices
  * (with `warm`, of free slices still committed from their last use). The head descriptor comes
- * back zeroed, with slice_count and fresh set. Where a heap looks for a span, in which order:
+ * back zeroed, with slice_count and dirty set. Where a heap looks for a span, in which order:
  * _ra_heap_find_page (heap.c). */
 ra_page_t *_ra_chunk_span_take(ra_heap_t *heap, ra_chunk_t *c, size_t slices, bool warm) {
   if (c->free_count < slices) return NULL;

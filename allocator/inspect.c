@@ -99,7 +99,7 @@ static const field_t page_fields[] = {
   FIELD(ra_page_t, block_size),   FIELD(ra_page_t, capacity),     FIELD(ra_page_t, reserved),
   FIELD(ra_page_t, free_cap),     FIELD(ra_page_t, flags),        FIELD(ra_page_t, class_idx),
   FIELD(ra_page_t, slice_count),  FIELD(ra_page_t, slice_offset), FIELD(ra_page_t, free_is_zero),
-  FIELD(ra_page_t, fresh),        FIELD(ra_page_t, committed_slices), FIELD(ra_page_t, next),
+  FIELD(ra_page_t, dirty),        FIELD(ra_page_t, committed_slices), FIELD(ra_page_t, next),
   FIELD(ra_page_t, prev),         FIELD(ra_page_t, div_inv),      FIELD(ra_page_t, retire_ms),
   FIELD(ra_page_t, _pad_owner),   FIELD(ra_page_t, xfree),        FIELD(ra_page_t, _pad_remote),
 };

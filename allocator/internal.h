@@ -210,7 +210,7 @@ typedef struct ra_page_s {
   uint8_t slice_count;         /* slices in the span (head only) */
   uint8_t slice_offset;        /* this descriptor's index minus its head's */
   uint8_t free_is_zero;        /* blocks in `free` read as zero past their link word */
-  uint8_t fresh;               /* no page used the span since it was last decommitted */
+  uint8_t dirty;               /* a page used a slice of the span since it was last decommitted (chunk->dirty) */
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t guarded;             /* the span's last OS page is made inaccessible (RAMALLOC_GUARD_PAGES) */
   struct ra_page_s *next, *prev; /* page queue links (owner only) */

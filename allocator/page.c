@@ -131,7 +131,7 @@ int _ra_page_extend(ra_page_t *page) {
   _ra_block_set_next(b, NULL);
   if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
-  page->free_is_zero = page->fresh; /* before the capacity: free_cap stays 0 while it is set */
+  page->free_is_zero = !page->dirty; /* before the capacity: free_cap stays 0 while it is set */
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
   ra_assert_internal(_ra_page_is_valid(page, true)); /* the list is the blocks just carved */
   return 0;

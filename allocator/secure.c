@@ -84,7 +84,7 @@ static inline bool zeroes(size_t bs) { return _ra_zero_freed && bs <= RA_MEDIUM_
  * their bodies unless the span is fresh from the OS. */
 void _ra_secure_carve(ra_page_t *page, uint8_t *first, size_t n) {
   size_t bs = page->block_size;
-  bool clear = zeroes(bs) && !page->fresh;
+  bool clear = zeroes(bs) && page->dirty;
   for (size_t i = 0; i < n; i++) {
     uint8_t *b = first + i * bs;
     if (clear) body_clear(b + 8, bs - 16);
