@@ -247,7 +247,7 @@ static RA_NOINLINE void free_generic(void *p) {
   ra_heap_t *heap = _ra_heap_current();
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   if (owner == heap) {
-    _ra_page_free_block(heap, page, block);
+    _ra_page_free_block(heap, page, block, false);
   } else {
     if (heap == &_ra_heap_empty && owner != NULL) _ra_heap_note_free(owner);
     free_remote(chunk, page, block); /* another thread's, or abandoned (swept by the purge) */

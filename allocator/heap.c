@@ -290,7 +290,7 @@ void _ra_heap_collect_delayed(ra_heap_t *heap) {
       next = NULL;
     }
     ra_chunk_t *c = _ra_chunk_of(b);
-    _ra_page_free_block(heap, _ra_page_of(c, b), b);
+    _ra_page_free_block(heap, _ra_page_of(c, b), b, true);
     b = next;
   }
 }

@@ -644,7 +644,7 @@ size_t _ra_page_collect_xfree(ra_page_t *page);
 void _ra_page_queue_push(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page);
 ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx); /* &_ra_page_empty: none */
-void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page);
+void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page, bool remote);
 void _ra_page_set_delay(ra_page_t *page, ra_delay_t state, bool override_never);
 void _ra_page_retire(ra_heap_t *heap, ra_page_t *page);
 void _ra_page_free(ra_heap_t *heap, ra_page_t *page);
@@ -657,16 +657,17 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk);
 bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool abandoning);
 /* A chunk's invariants and each of its pages' (free lists walked with `walk`), under its lock. */
 bool _ra_page_chunk_check(ra_chunk_t *c, const ra_heap_t *owner, bool walk);
-/* A block of an owned page freed by the owner off the fast path (free.c, and the heap's delayed
- * list): full pages come back to their queue, empty ones retire. Inline: free's generic path. */
-static inline void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block) {
+/* A block of an owned page freed by the owner off the fast path (free.c, `remote` false), or one
+ * another thread freed, taken from the heap's delayed list (`remote` true): full pages come back to
+ * their queue (_ra_page_unfull says where), empty ones retire. Inline: free's generic path. */
+static inline void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_block_t *block, bool remote) {
   ra_assert_internal((size_t)((uint8_t *)block - _ra_page_start(_ra_chunk_of_desc(page), page)) / page->block_size <
                      page->capacity);
   _ra_block_set_next(block, page->free);
   page->free = block;
   page->free_is_zero = 0;
   page->used--;
-  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+  if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page, remote);
   else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
   if (page->used == 0) _ra_page_retire(heap, page);
 }

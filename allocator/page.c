@@ -280,16 +280,18 @@ static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   return true;
 }
 
-/* A full page has room again: it goes to the back of its queue, behind the pages that had room
- * first. It has usually just begun to receive frees (most often from another thread): taken at
- * once, the owner would allocate from the blocks that thread is freeing right now, both working
- * on the same lines. At the back it fills meanwhile, and is collected with more blocks at a time. */
-void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page) {
+/* A full page has room again. When the room came from another thread's frees (`remote`), the page
+ * goes to the back of its queue, behind the pages that had room first: taken at once, the owner
+ * would allocate from the blocks that thread is freeing right now, both working on the same lines;
+ * at the back it fills meanwhile, and is collected with more blocks at a time. When the owner freed
+ * the block itself, the page goes to the front: its line is in this thread's cache already. */
+void _ra_page_unfull(ra_heap_t *heap, ra_page_t *page, bool remote) {
   _ra_page_set_delay(page, RA_DELAY_NONE, false);
   queue_unlink(&heap->full, page);
   _ra_page_set_flag(page, RA_PAGE_IN_FULL, false);
   ra_page_queue_t *q = &heap->queues[page->class_idx];
-  queue_push_back(q, page);
+  if (remote) queue_push_back(q, page);
+  else queue_push_front(q, page);
   if (q->first == page) direct_update(heap, page->class_idx);
   ra_assert_internal(page_queued_valid(heap, page));
 }

@@ -54,7 +54,7 @@ void _ra_purge_heap_pages(ra_heap_t *heap, uint64_t now, uint64_t delay, bool fo
       if (page->used != 0) continue;
       if (collected > 0 || page->retire_ms == 0 || (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL)) {
         /* emptied just now by other threads' frees */
-        if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page);
+        if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page, true);
         _ra_page_retire(heap, page);
         continue;
       }
