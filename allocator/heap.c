@@ -69,20 +69,14 @@ static void chunk_abandon(ra_chunk_t *c) {
   ra_assert_internal(!c->abandoned && _ra_page_chunk_check(c, NULL, false));
   _ra_lock(&abandoned_lock);
   c->abandoned = 1;
-  c->prev = NULL;
-  c->next = abandoned;
-  if (abandoned) abandoned->prev = c;
-  abandoned = c;
+  _ra_chunk_list_push(&abandoned, c);
   atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
   _ra_unlock(&abandoned_lock);
   _ra_purge_notify(); /* other threads' frees into it are collected by a sweep */
 }
 
 static void abandoned_unlink(ra_chunk_t *c) {
-  if (c->prev) c->prev->next = c->next;
-  else abandoned = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = c->prev = NULL;
+  _ra_chunk_list_remove(&abandoned, c);
   c->abandoned = 0;
   atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
 }

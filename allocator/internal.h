@@ -372,7 +372,7 @@ static inline int _ra_slice_runs(ra_chunk_t *c, uint64_t mask, ra_slice_run_fn f
 
 /* Lock order. A thread holding one of these takes only locks further down the list; a try-lock
  * may go against the order, since it never waits.
- *    1. init_lock (heap.c): start-up, once; nothing of the allocator is locked under it.
+ *    1. init_lock (init.c): start-up, once; nothing of the allocator is locked under it.
  *    2. snap_lock (prof_posix.c): a layout dump holds it across its walk (arena, chunk locks).
  *       timeline_lock (timeline_posix.c): a timeline row holds it across ra_stats_get. Never nested
  *       in each other.

@@ -109,6 +109,14 @@ void _ra_snapshot_begin(ra_snapshot_t *w) {
 
 /* ---- Snapshots of chunks and pages --------------------------------------------------------------- */
 
+/* Whether block k was counted already (its bit set); when not, its bit is set now. No bitmap: never. */
+static inline bool seen_before(uint64_t *bits, size_t k) {
+  if (bits == NULL) return false;
+  if (_ra_bit_get(bits, k)) return true;
+  bits[k >> 6] |= 1ULL << (k & 63);
+  return false;
+}
+
 /* Follow a free list inside one page: count the blocks (and set their bits) while the links stay
  * on block boundaries of the carved part and in committed slices. Returns the blocks newly seen. */
 static uint32_t list_scan(const held_t *h, const void *b, const ra_page_info_t *pi, uint64_t *bits) {
@@ -118,10 +126,7 @@ static uint32_t list_scan(const held_t *h, const void *b, const ra_page_info_t *
     uintptr_t u = (uintptr_t)b;
     if (u < lo || u >= hi || (u - lo) % pi->block_size != 0) break;
     size_t k = (u - lo) / pi->block_size;
-    if (bits != NULL) {
-      if (_ra_bit_get(bits, k)) break; /* seen already: a cycle in a list read while it changed */
-      bits[k >> 6] |= 1ULL << (k & 63);
-    }
+    if (seen_before(bits, k)) break; /* a cycle in a list read while it changed */
     n++;
     const void *next;
     if (!link_read(h, b, &next)) break;
@@ -146,11 +151,7 @@ static uint32_t page_delayed(const ra_snapshot_t *w, const held_t *h, ra_heap_t 
     for (; i < d->n && d->addr[i] < hi; i++) {
       size_t k = (d->addr[i] - lo) / pi->block_size;
       if ((d->addr[i] - lo) % pi->block_size != 0) continue;
-      if (bits != NULL) {
-        if (_ra_bit_get(bits, k)) continue;
-        bits[k >> 6] |= 1ULL << (k & 63);
-      }
-      n++;
+      if (!seen_before(bits, k)) n++;
     }
     return n;
   }
@@ -160,12 +161,7 @@ static uint32_t page_delayed(const ra_snapshot_t *w, const held_t *h, ra_heap_t 
     uintptr_t u = (uintptr_t)b;
     if (u >= lo && u < hi && (u - lo) % pi->block_size == 0) {
       size_t k = (u - lo) / pi->block_size;
-      if (bits == NULL) {
-        n++;
-      } else if (!_ra_bit_get(bits, k)) {
-        bits[k >> 6] |= 1ULL << (k & 63);
-        n++;
-      }
+      if (!seen_before(bits, k)) n++;
     }
     const void *next;
     if (!link_read(h, b, &next)) break;
