@@ -123,7 +123,7 @@ size_t _ra_direct_bound = RA_DIRECT_MAX + 1;
 static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zero) {
   void *p = NULL;
   if (size <= RA_DIRECT_MAX) {
-    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_page_t *page = heap->direct[size];
     if (page->free != NULL) {
       p = page_pop(page, page->free);
       if (zero) block_zero(page, p, size);
@@ -142,7 +142,7 @@ static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zer
  * the countdown below zero. Everything else is a tail call, so this path saves no registers. */
 static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
   if (RA_LIKELY(size <= RA_DIRECT_MAX) && !zero) {
-    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_page_t *page = heap->direct[size];
     ra_block_t *b = page->free;
     int64_t left = _ra_prof_countdown - (int64_t)size;
     if (RA_LIKELY(b != NULL) && RA_LIKELY(left >= 0)) {
@@ -176,7 +176,7 @@ void *ra_calloc(size_t count, size_t size) {
   }
   ra_heap_t *heap = _ra_heap_current();
   if (RA_LIKELY(total < _ra_direct_bound)) {
-    ra_page_t *page = heap->direct[(total + RA_ALIGN - 1) / RA_ALIGN];
+    ra_page_t *page = heap->direct[total];
     ra_block_t *b = page->free;
     if (RA_LIKELY(b != NULL)) {
       void *p = page_pop(page, b);

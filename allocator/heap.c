@@ -446,8 +446,8 @@ bool _ra_heap_is_valid(const ra_heap_t *heap, ra_heap_check_t how) {
     }
     if (i < RA_CLASS_COUNT && _ra_class_size[i] <= RA_DIRECT_MAX) {
       const ra_page_t *want = q->first && !_ra_canary ? q->first : &_ra_page_empty;
-      size_t lo = i == 0 ? 0 : _ra_class_size[i - 1] / RA_ALIGN + 1;
-      for (size_t d = lo; d <= _ra_class_size[i] / RA_ALIGN; d++)
+      size_t lo = i == 0 ? 0 : _ra_class_size[i - 1] + 1;
+      for (size_t d = lo; d <= _ra_class_size[i]; d++)
         if (heap->direct[d] != want) return _ra_report_invariant("direct[] points at the queue head", q);
     }
   }

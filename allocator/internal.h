@@ -55,7 +55,7 @@ RA_HIDDEN_BEGIN
 #define RA_MEDIUM_SLICES 8
 #define RA_LARGE_MAX ((size_t)2 << 20)     /* up to here: one block per span; above: huge */
 #define RA_DIRECT_MAX 1024                 /* sizes served by heap->direct[] on the fast path */
-#define RA_DIRECT_COUNT (RA_DIRECT_MAX / RA_ALIGN + 1)
+#define RA_DIRECT_COUNT (RA_DIRECT_MAX + 1)       /* heap->direct[] is indexed by the size itself */
 #define RA_PROTECT_FREED_DEFAULT ((size_t)2 << 20) /* RAMALLOC_PROTECT_FREED (docs/robustness.md) */
 #define RA_EXTEND_BYTES 4096               /* a page is carved about this much at a time */
 
@@ -448,7 +448,7 @@ typedef struct ra_page_queue_s {
 
 /* One per thread. Only its thread touches it, except `delayed_free` (pushed to by others). */
 struct ra_heap_s {
-  ra_page_t *direct[RA_DIRECT_COUNT];      /* size/16 -> first page of its class */
+  ra_page_t *direct[RA_DIRECT_COUNT];      /* size -> first page of its class (8 KiB: no rounding on the fast path) */
   ra_page_queue_t queues[RA_CLASS_COUNT];  /* pages with (maybe) free blocks, per class */
   ra_page_queue_t full;                    /* pages without free blocks */
   _Atomic(ra_block_t *) delayed_free;      /* frees into full pages, from other threads */
@@ -635,7 +635,7 @@ bool _ra_huge_resize(ra_chunk_t *chunk, size_t size);
 /* page.c: carving, collecting, queues, and the cross-thread free state */
 extern ra_page_t _ra_page_empty;
 extern const uint32_t _ra_class_size[RA_CLASS_COUNT];
-extern const uint8_t _ra_direct_class[RA_DIRECT_COUNT]; /* (size + 15) / 16 -> _ra_size_class(size) */
+extern const uint8_t _ra_direct_class[RA_DIRECT_COUNT]; /* size -> _ra_size_class(size) */
 size_t _ra_page_class_slices(size_t class_idx);
 int _ra_page_setup(ra_heap_t *heap, ra_page_t *page, size_t class_idx);
 int _ra_page_extend(ra_page_t *page);
@@ -902,7 +902,7 @@ _ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
                 void *(*corrupted)(ra_page_t *, ra_block_t *)) {
   ra_heap_t *heap = _ra_heap_current();
   if (RA_LIKELY(size < _ra_direct_bound)) {
-    ra_page_t *page = heap->direct[(size + RA_ALIGN - 1) / RA_ALIGN];
+    ra_page_t *page = heap->direct[size];
     ra_block_t *b = page->free;
 #if defined(__x86_64__) && defined(__GNUC__)
     /* b where the return value goes: the compilers otherwise keep it elsewhere and move it there
@@ -992,7 +992,7 @@ _ra_free_sized_fast(void *p, size_t size, size_t align, ra_sized_op_t op) {
     ra_block_t *b = p;
     if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
                   _ra_block_index_at(page, p) < page->free_cap &&
-                  _ra_direct_class[(size + RA_ALIGN - 1) / RA_ALIGN] == page->class_idx &&
+                  _ra_direct_class[size] == page->class_idx &&
                   !_ra_block_looks_free(b))) {
       RA_ANN_FREE_ENTRY(p);
       RA_ANN_FREE_BLOCK(b, page->block_size);

@@ -28,14 +28,23 @@ const uint32_t _ra_class_size[RA_CLASS_COUNT] = {
 #undef C8
 _Static_assert(RA_CLASS_COUNT == 8 + 14 * 8, "class table covers 16 B .. 2 MiB");
 
-/* _ra_size_class of the sizes up to RA_DIRECT_MAX, by (size + 15) / 16 (sized delete's check;
- * test_edges compares it with _ra_size_class). */
-const uint8_t _ra_direct_class[RA_DIRECT_COUNT] = {
-  0,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 16, 17, 17, 18,
-  18, 19, 19, 20, 20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,
-  26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31, 31,
-};
-_Static_assert(RA_DIRECT_COUNT == 65, "the table above covers the direct sizes");
+/* _ra_size_class of every size up to RA_DIRECT_MAX, indexed by the size itself (sized delete's
+ * check; test_edges compares it with _ra_size_class). DC is _ra_size_class written as a constant
+ * expression for s <= 1024 (0 counts as 1), where 2^b <= s - 1 < 2^(b+1) has b 7, 8 or 9. */
+#define DC_B(s) ((s) - 1 >= 512 ? 9 : (s) - 1 >= 256 ? 8 : 7)
+#define DC(s) ((s) <= 16 ? 0 : (s) <= 128 ? ((s) - 1) >> 4 : 8 + (DC_B(s) - 7) * 8 + ((((s) - 1) >> (DC_B(s) - 3)) & 7))
+#define DC4(s) DC(s), DC((s) + 1), DC((s) + 2), DC((s) + 3)
+#define DC16(s) DC4(s), DC4((s) + 4), DC4((s) + 8), DC4((s) + 12)
+#define DC64(s) DC16(s), DC16((s) + 16), DC16((s) + 32), DC16((s) + 48)
+#define DC256(s) DC64(s), DC64((s) + 64), DC64((s) + 128), DC64((s) + 192)
+const uint8_t _ra_direct_class[RA_DIRECT_COUNT] = {DC256(0), DC256(256), DC256(512), DC256(768), DC(1024)};
+_Static_assert(RA_DIRECT_COUNT == 1025, "the table above covers the direct sizes");
+#undef DC256
+#undef DC64
+#undef DC16
+#undef DC4
+#undef DC
+#undef DC_B
 
 size_t _ra_page_class_slices(size_t class_idx) {
   size_t bs = _ra_class_size[class_idx];
@@ -220,8 +229,8 @@ static void direct_update(ra_heap_t *heap, size_t class_idx) {
   ra_page_t *pg = heap->queues[class_idx].first;
   /* The canaries (secure.c) need every allocation on the generic path, where they are checked. */
   if (pg == NULL || _ra_canary) pg = &_ra_page_empty;
-  size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] / RA_ALIGN + 1;
-  for (size_t i = lo; i <= bs / RA_ALIGN; i++) heap->direct[i] = pg;
+  size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] + 1;
+  for (size_t i = lo; i <= bs; i++) heap->direct[i] = pg;
 }
 
 static void queue_push_front(ra_page_queue_t *q, ra_page_t *page) {
@@ -420,7 +429,7 @@ bool _ra_page_queued_is_valid(const ra_heap_t *heap, const ra_page_t *page, bool
   if (!in_full && !abandoning && delay != RA_DELAY_NONE)
     return _ra_report_invariant("a page out of the full queue is in RA_DELAY_NONE", page);
   if (!in_full && q->first == page && page->block_size <= RA_DIRECT_MAX &&
-      heap->direct[page->block_size / RA_ALIGN] != (_ra_canary ? &_ra_page_empty : page))
+      heap->direct[page->block_size] != (_ra_canary ? &_ra_page_empty : page))
     return _ra_report_invariant("direct[] points at the queue head", page);
   return true;
 }
