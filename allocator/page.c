@@ -229,8 +229,15 @@ static void direct_update(ra_heap_t *heap, size_t class_idx) {
   ra_page_t *pg = heap->queues[class_idx].first;
   /* The canaries (secure.c) need every allocation on the generic path, where they are checked. */
   if (pg == NULL || _ra_canary) pg = &_ra_page_empty;
-  size_t lo = class_idx == 0 ? 0 : _ra_class_size[class_idx - 1] + 1;
-  for (size_t i = lo; i <= bs; i++) heap->direct[i] = pg;
+  /* A class's sizes: 1 to 16 for the first (and size 0), then 16, 32 or 64 of them, which fill
+   * 128 to 512 bytes of the table. Pages of a busy class come and go at the front of its queue
+   * often, so the entries are written 16 at a time. */
+  size_t lo = class_idx == 0 ? 1 : _ra_class_size[class_idx - 1] + 1;
+  if (class_idx == 0) heap->direct[0] = pg;
+  ra_page_t **d = &heap->direct[lo], **end = &heap->direct[bs + 1];
+  ra_assert_internal((end - d) % 16 == 0);
+  for (; d < end; d += 16)
+    for (int i = 0; i < 16; i++) d[i] = pg;
 }
 
 static void queue_push_front(ra_page_queue_t *q, ra_page_t *page) {
