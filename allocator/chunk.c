@@ -6,7 +6,7 @@
  *
  * Chunk layout (offsets from the chunk start):
  *   0            struct ra_chunk_s: owner, bitmaps of free and committed slices, huge fields
- *   offsetof(pages)  ra_page_t pages[65] (64 bytes each): slice i's descriptor
+ *   offsetof(pages)  ra_page_t pages[65] (128 bytes each): slice i's descriptor
  *   RA_SLICE_SIZE    slice 1: first span, or the start of a huge block
  *   i * 64 KiB       slice i */
 #include <string.h>

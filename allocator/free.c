@@ -199,7 +199,7 @@ static void huge_freed(ra_chunk_t *chunk) {
 /* A free from a thread that does not own the block's page, in the common case: the pointer is at
  * a block boundary in the head slice of a plain page (no aligned blocks, not huge) whose chunk
  * has an owner. These checks are the ones locate() makes for such a pointer (the page's
- * block_size, div_inv, div_shift and reserved are fixed for its life, so any thread may read them), and a
+ * block_size, div_mul and reserved are fixed for its life, so any thread may read them), and a
  * double free is not looked for when the caller is not the owner (is_double_free), so nothing is
  * lost by skipping the general path. False when any check fails: the caller takes that path. */
 static inline bool free_remote_fast(void *p) {
@@ -210,7 +210,7 @@ static inline bool free_remote_fast(void *p) {
   ra_page_t *page = &chunk->pages[idx];
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & ~(uint8_t)RA_PAGE_IN_FULL) return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1));
-  if (_ra_block_index(page, off) >= _ra_page_capacity(page)) return false; /* interior, or never handed out */
+  if (_ra_block_mul(page, off) >= _ra_block_lim(page, _ra_page_capacity(page))) return false; /* interior, or never handed out */
   ra_heap_t *owner = atomic_load_explicit(&chunk->heap, memory_order_acquire);
   ra_heap_t *heap = _ra_heap_current();
   if (owner == NULL || owner == heap) return false;

@@ -172,7 +172,7 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
   for (size_t i = 0; i <= RA_SLICES; i++) {
     c->pages[i].class_idx = RA_CLASS_HUGE;
     atomic_store_explicit(&c->pages[i].flags, RA_PAGE_HUGE, memory_order_relaxed);
-    c->pages[i].free_cap = 0; /* the descriptor may be left from a page chunk */
+    c->pages[i].free_lim = 0; /* the descriptor may be left from a page chunk */
   }
   _ra_arena_chunk_publish(c);
   *is_zero = zero;

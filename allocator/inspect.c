@@ -95,13 +95,13 @@ static const field_t chunk_fields[] = {
   FIELD(ra_chunk_t, huge_committed), FIELD(ra_chunk_t, slice_free_ms), FIELD(ra_chunk_t, pages),
 };
 static const field_t page_fields[] = {
-  FIELD(ra_page_t, free),         FIELD(ra_page_t, used),         FIELD(ra_page_t, div_shift),
+  FIELD(ra_page_t, free),         FIELD(ra_page_t, used),         FIELD(ra_page_t, _pad),
   FIELD(ra_page_t, block_size),   FIELD(ra_page_t, capacity),     FIELD(ra_page_t, reserved),
-  FIELD(ra_page_t, free_cap),     FIELD(ra_page_t, flags),        FIELD(ra_page_t, class_idx),
+  FIELD(ra_page_t, retire_ms),    FIELD(ra_page_t, flags),        FIELD(ra_page_t, class_idx),
   FIELD(ra_page_t, slice_count),  FIELD(ra_page_t, slice_offset), FIELD(ra_page_t, free_is_zero),
-  FIELD(ra_page_t, dirty),        FIELD(ra_page_t, committed_slices), FIELD(ra_page_t, next),
-  FIELD(ra_page_t, prev),         FIELD(ra_page_t, div_inv),      FIELD(ra_page_t, retire_ms),
-  FIELD(ra_page_t, _pad_owner),   FIELD(ra_page_t, xfree),        FIELD(ra_page_t, _pad_remote),
+  FIELD(ra_page_t, dirty),        FIELD(ra_page_t, committed_slices), FIELD(ra_page_t, guarded),
+  FIELD(ra_page_t, next),         FIELD(ra_page_t, prev),         FIELD(ra_page_t, div_mul),
+  FIELD(ra_page_t, free_lim),     FIELD(ra_page_t, xfree),        FIELD(ra_page_t, _pad_remote),
 };
 static const field_t heap_fields[] = {
   FIELD(ra_heap_t, direct),     FIELD(ra_heap_t, queues),   FIELD(ra_heap_t, full),

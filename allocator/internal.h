@@ -113,8 +113,8 @@ typedef struct ra_block_s {
 
 /* RA_CHECKS (CMake RAMALLOC_CHECKS, on by default) turns on the encoding and the fast-path checks
  * for double frees and corrupted links. Off, links are plain pointers, and a double free is found
- * only by pointers that leave the fast path (the interior-pointer test stays: _ra_block_index
- * makes it with the capacity test): docs/robustness.md gives the cost. */
+ * only by pointers that leave the fast path (the interior-pointer test stays: free_lim's
+ * compare makes it with the capacity test): docs/robustness.md gives the cost. */
 #ifndef RA_CHECKS
 #define RA_CHECKS 1
 #endif
@@ -199,12 +199,11 @@ typedef struct ra_page_s {
   /* First cache line: the owner's. Its allocations and frees write `free` and `used` here. */
   ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
   uint16_t used;               /* blocks handed out, see invariant */
-  uint8_t div_shift;           /* block_size == odd << div_shift */
-  uint8_t _pad;
+  uint16_t _pad;
   uint32_t block_size;         /* bytes per block (huge: 0) */
   uint16_t capacity;           /* blocks carved so far (owner writes, with _ra_page_set_capacity) */
   uint16_t reserved;           /* blocks that fit in the span */
-  uint32_t free_cap;           /* capacity while flags are 0, else 0: free's fast path bound (below) */
+  uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
   _Atomic(uint8_t) flags;      /* RA_PAGE_*; read by other threads, written by the owner */
   uint8_t class_idx;           /* size class, RA_CLASS_HUGE for huge */
   uint8_t slice_count;         /* slices in the span (head only) */
@@ -214,9 +213,8 @@ typedef struct ra_page_s {
   uint8_t committed_slices;    /* slices of the span committed so far (from the head) */
   uint8_t guarded;             /* the span's last OS page is made inaccessible (RAMALLOC_GUARD_PAGES) */
   struct ra_page_s *next, *prev; /* page queue links (owner only) */
-  uint32_t div_inv;            /* (block_size >> div_shift)^-1 mod 2^32: _ra_block_index */
-  uint32_t retire_ms;          /* when a kept empty page became empty (_ra_ms32; 0: never kept) */
-  uint64_t _pad_owner;
+  uint64_t div_mul;            /* floor(2^64 / block_size) + 1: the block tests below */
+  uint64_t free_lim;           /* capacity * _ra_block_step while flags are 0, else 0: free's fast path bound (below) */
   /* Second cache line: other threads' frees. Apart from the first, so that a thread freeing into
    * a page its owner is allocating from does not take the owner's line with every push (and the
    * owner's next allocation does not wait to take it back). */
@@ -229,46 +227,32 @@ _Static_assert(sizeof(ra_page_t) == 128 && offsetof(ra_page_t, xfree) == 64,
 _Static_assert(RA_SLICE_SIZE / RA_ALIGN <= UINT16_MAX, "block counts of a small page fit 16 bits");
 _Static_assert((RA_MEDIUM_SLICES * RA_SLICE_SIZE) / (RA_SMALL_MAX + 1) <= UINT16_MAX, "and of a medium page");
 
-/* The index of the block that starts `off` bytes into the page's head slice (off < RA_SLICE_SIZE),
- * or, when no block starts there, a number past any capacity: the offset times the inverse of the
- * block size's odd part is exact when that part divides it, and rotating right by div_shift then
- * divides by the power of two, or, when the low bits are not zero, moves them to the top. (Checked
- * for every class and offset by test_edges.) One compare with a capacity tests both "never carved"
- * and "interior pointer". */
-static inline uint32_t _ra_block_index(const ra_page_t *page, uint32_t off) {
-  uint32_t x = off * page->div_inv;
-  unsigned k = page->div_shift;
-#if defined(__x86_64__) && defined(__GNUC__)
-  /* The count goes in cl; said so here, the compilers then keep x out of ecx (one move less). */
-  __asm__("rorl %%cl, %0" : "+r"(x) : "c"(k) : "cc");
-  return x;
-#else
-  return (x >> k) | (x << ((32 - k) & 31));
-#endif
-}
-/* The same for a pointer p into the head slice: its offset there is its low 16 bits. On x86-64
- * written out, so that the offset is taken where the multiply needs it, in the register the
- * result goes to, and the inverse is read by the multiply itself (left to themselves, the
- * compilers spend a move on each). */
-static inline uint32_t _ra_block_index_at(const ra_page_t *page, const void *p) {
+/* Which offsets start a block, by one multiply. With s the block size, M = div_mul =
+ * floor(2^64 / s) + 1 and e = s * M - 2^64 (_ra_block_step; 1 <= e <= s, and s * M = e mod 2^64),
+ * an offset off = i * s + r (0 <= r < s) gives off * M = i * e + r * M mod 2^64, and that sum does
+ * not wrap while off < M - e: r * M <= s * M - M = 2^64 - (M - e), and i * e <= i * s <= off. So
+ * the product is i * e at a block's start (r = 0) and at least M anywhere else: "off starts block
+ * i < n" is exactly "off * M mod 2^64 < n * e" when also n * e <= M. Block sizes run from RA_ALIGN
+ * to RA_LARGE_MAX = 2^21, so M > 2^43, while offsets and n * e <= n * s stay within a chunk (2^22).
+ * (Checked for every class and every offset of a head slice by test_edges.) The index i itself is
+ * the high half of the 128-bit product, not needed so far. */
+static inline uint64_t _ra_block_step(const ra_page_t *page) { return (uint64_t)page->block_size * page->div_mul; }
+/* off * M mod 2^64: below _ra_block_lim(page, n) when off is the start of block i < n. */
+static inline uint64_t _ra_block_mul(const ra_page_t *page, uint32_t off) { return off * page->div_mul; }
+static inline uint64_t _ra_block_lim(const ra_page_t *page, uint32_t n) { return n * _ra_block_step(page); }
+/* The same product for a pointer p into the head slice: its offset there is its low 16 bits.
+ * Plain C: GCC and clang make it the two instructions it takes on x86-64 (movzwl, then imul
+ * reading div_mul from memory), and free's compare reads free_lim from memory too. */
+static inline uint64_t _ra_block_mul_at(const ra_page_t *page, const void *p) {
   _Static_assert(RA_SLICE_SHIFT == 16, "the offset in the slice is the pointer's low 16 bits");
-#if defined(__x86_64__) && defined(__GNUC__)
-  uint32_t x;
-  __asm__("movzwl %w3, %0\n\timull %2, %0\n\trorl %%cl, %0"
-          : "=&r"(x)
-          : "c"((unsigned)page->div_shift), "m"(page->div_inv), "r"((uintptr_t)p)
-          : "cc");
-  return x;
-#else
-  return _ra_block_index(page, (uint32_t)((uintptr_t)p & (RA_SLICE_SIZE - 1)));
-#endif
+  return _ra_block_mul(page, (uint16_t)(uintptr_t)p);
+}
+/* floor(2^64 / s) + 1, as (2^64 - s) / s = 2^64 / s - 1 exactly. */
+static inline uint64_t _ra_block_div_mul(uint32_t block_size) {
+  return (0 - (uint64_t)block_size) / block_size + 2;
 }
 static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
-  unsigned k = (unsigned)__builtin_ctz(block_size);
-  uint32_t odd = block_size >> k, inv = odd; /* Newton's iteration: each step doubles the bits right */
-  for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
-  page->div_shift = (uint8_t)k;
-  page->div_inv = inv;
+  page->div_mul = _ra_block_div_mul(block_size);
 }
 
 /* Blocks at or past `capacity` were never carved, so never handed out: free() refuses them. Other
@@ -277,21 +261,22 @@ static inline void _ra_page_set_divisor(ra_page_t *page, uint32_t block_size) {
 static inline uint32_t _ra_page_capacity(const ra_page_t *page) {
   return __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
 }
-/* free_cap: free's fast path takes a block of an owned page when its index is below free_cap, so
- * one compare stands for "no page flag set", "free_is_zero clear" and "carved". Only the owner
- * writes it: 0 when it sets a flag (_ra_page_set_flag), and capacity again when flags are back to 0
- * and it changes the capacity or clears a flag itself; a flag another thread clears (the
- * profiler's RA_PAGE_SAMPLED) leaves it 0, and the owner's next free off the fast path puts it
- * back (_ra_page_free_cap_sync). While free_is_zero is set (blocks carved from fresh memory), the
- * first free takes the generic path, which clears it: the fast path never stores to it.
- * Invariant: free_cap is 0, or capacity with flags 0 and free_is_zero 0. */
-static inline void _ra_page_free_cap_sync(ra_page_t *page) {
+/* free_lim: free's fast path takes a pointer into an owned page when its _ra_block_mul_at is below
+ * free_lim, so one compare stands for "no page flag set", "free_is_zero clear", "carved" and "the
+ * start of a block". Only the owner writes it: 0 when it sets a flag (_ra_page_set_flag), and
+ * _ra_block_lim(capacity) again when flags are back to 0 and it changes the capacity or clears a
+ * flag itself; a flag another thread clears (the profiler's RA_PAGE_SAMPLED) leaves it 0, and the
+ * owner's next free off the fast path puts it back (_ra_page_free_lim_sync). While free_is_zero is
+ * set (blocks carved from fresh memory), the first free takes the generic path, which clears it:
+ * the fast path never stores to it.
+ * Invariant: free_lim is 0, or _ra_block_lim(capacity) with flags 0 and free_is_zero 0. */
+static inline void _ra_page_free_lim_sync(ra_page_t *page) {
   bool fast = atomic_load_explicit(&page->flags, memory_order_relaxed) == 0 && !page->free_is_zero;
-  page->free_cap = fast ? page->capacity : 0;
+  page->free_lim = fast ? _ra_block_lim(page, page->capacity) : 0;
 }
 static inline void _ra_page_set_capacity(ra_page_t *page, uint32_t capacity) {
   __atomic_store_n(&page->capacity, (uint16_t)capacity, __ATOMIC_RELAXED);
-  _ra_page_free_cap_sync(page);
+  _ra_page_free_lim_sync(page);
 }
 
 /* ---- Chunks -------------------------------------------------------------------------------------- */
@@ -668,7 +653,7 @@ static inline void _ra_page_free_block(ra_heap_t *heap, ra_page_t *page, ra_bloc
   page->free_is_zero = 0;
   page->used--;
   if (atomic_load_explicit(&page->flags, memory_order_relaxed) & RA_PAGE_IN_FULL) _ra_page_unfull(heap, page, remote);
-  else _ra_page_free_cap_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
+  else _ra_page_free_lim_sync(page); /* free_is_zero just cleared, or a flag another thread cleared */
   if (page->used == 0) _ra_page_retire(heap, page);
 }
 
@@ -929,7 +914,7 @@ void _ra_free_retire(ra_page_t *page);
 
 /* The descriptor of the slice p is in, for the fast paths: the slice number within the chunk is
  * bits 16..21 of p. (A pointer at the chunk's very end, which _ra_slice_index maps to the extra
- * descriptor 64, finds the header slice's descriptor, 0: both have free_cap 0.) */
+ * descriptor 64, finds the header slice's descriptor, 0: both have free_lim 0.) */
 static inline ra_page_t *_ra_fast_page_of(ra_chunk_t *chunk, const void *p) {
   _Static_assert(sizeof(ra_page_t) == 128, "the shift below multiplies by the descriptor size");
   uintptr_t at = ((uintptr_t)p >> (RA_SLICE_SHIFT - 7)) & ((RA_SLICES - 1) << 7);
@@ -941,7 +926,7 @@ static inline ra_page_t *_ra_fast_page_of(ra_chunk_t *chunk, const void *p) {
 static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
   RA_ANN_FREE_ENTRY(p);
   /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
-   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_cap
+   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_lim
    * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
   uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
   if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
@@ -949,7 +934,7 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
     return;
   }
   /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
-   * free_cap 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
+   * free_lim 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
 #if defined(__x86_64__) && defined(__GNUC__)
   /* The compilers would compute the chunk from p again (a move and an and) instead of shifting n
    * back (one shift): hiding where n comes from makes them shift. */
@@ -958,15 +943,15 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = _ra_fast_page_of(chunk, p);
   ra_block_t *b = p;
-  /* The block's index from its offset in the head slice: below free_cap when no page flag is set
-   * and it is a whole number of blocks (no interior pointer) inside the part the page has carved
-   * (a block past it was never handed out). free_cap is read as a plain field: only once the
-   * calling thread is known to own the page. */
+  /* The offset in the head slice times div_mul: below free_lim when no page flag is set and it
+   * is a whole number of blocks (no interior pointer) inside the part the page has carved (a block
+   * past it was never handed out). free_lim is read as a plain field: only once the calling
+   * thread is known to own the page. */
   if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                _ra_block_index_at(page, p) < page->free_cap && !_ra_block_looks_free(b))) {
+                _ra_block_mul_at(page, p) < page->free_lim && !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
-    page->free = b; /* free_is_zero is 0 already: free_cap would be 0 otherwise */
+    page->free = b; /* free_is_zero is 0 already: free_lim would be 0 otherwise */
     if (RA_UNLIKELY(--page->used == 0)) _ra_free_retire(page);
     return;
   }
@@ -975,7 +960,7 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
 
 /* Free p, which the caller says was allocated for `size` bytes aligned to `align` (0: unaligned).
  * The fast path, for sizes up to RA_DIRECT_MAX, is ra_free's (the same conditions, in the same
- * order: keep the two in step), with one more: the size's class, by table, is the page's (free_cap
+ * order: keep the two in step), with one more: the size's class, by table, is the page's (free_lim
  * is not 0 only for a plain page, whose class_idx is its own). The size saves nothing there, but
  * one lookup of the chunk and page serves both the check and the free. Bigger sizes are checked
  * by _ra_free_sized_slow (free.c), then freed by ra_free. Inlined into the sized frees of free.c
@@ -991,7 +976,7 @@ _ra_free_sized_fast(void *p, size_t size, size_t align, ra_sized_op_t op) {
     ra_page_t *page = _ra_fast_page_of(chunk, p);
     ra_block_t *b = p;
     if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                  _ra_block_index_at(page, p) < page->free_cap &&
+                  _ra_block_mul_at(page, p) < page->free_lim &&
                   _ra_direct_class[size] == page->class_idx &&
                   !_ra_block_looks_free(b))) {
       RA_ANN_FREE_ENTRY(p);

@@ -77,15 +77,15 @@ static int page_guard(ra_page_t *page) {
 }
 
 /* Flags are set by the page's owner only; the profiler clears RA_PAGE_SAMPLED from any thread.
- * free_cap follows for the owner (internal.h). */
+ * free_lim follows for the owner (internal.h). */
 void _ra_page_set_flag(ra_page_t *page, uint8_t flag, bool on) {
   if (on) {
     atomic_fetch_or_explicit(&page->flags, flag, memory_order_relaxed);
-    page->free_cap = 0;
+    page->free_lim = 0;
   } else {
     atomic_fetch_and_explicit(&page->flags, (uint8_t)~flag, memory_order_relaxed);
     if (atomic_load_explicit(&_ra_chunk_of_desc(page)->heap, memory_order_relaxed) == _ra_heap_current())
-      _ra_page_free_cap_sync(page);
+      _ra_page_free_lim_sync(page);
   }
 }
 
@@ -107,7 +107,7 @@ static void page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   page->free_is_zero = 0;
   page->committed_slices = 0;
   atomic_store_explicit(&page->flags, _ra_canary ? RA_PAGE_CANARY : 0, memory_order_relaxed);
-  page->free_cap = 0; /* capacity 0 */
+  page->free_lim = 0; /* capacity 0 */
   /* Nothing in the span is handed out yet: out of bounds to ASan and memcheck until it is. */
   RA_ANN_CLOSE(_ra_page_start(_ra_chunk_of_desc(page), page), page->slice_count * RA_SLICE_SIZE);
   ra_assert_internal(_ra_page_is_valid(page, true));
@@ -140,7 +140,7 @@ int _ra_page_extend(ra_page_t *page) {
   _ra_block_set_next(b, NULL);
   if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
-  page->free_is_zero = !page->dirty; /* before the capacity: free_cap stays 0 while it is set */
+  page->free_is_zero = !page->dirty; /* before the capacity: free_lim stays 0 while it is set */
   _ra_page_set_capacity(page, page->capacity + (uint32_t)n);
   ra_assert_internal(_ra_page_is_valid(page, true)); /* the list is the blocks just carved */
   return 0;
@@ -387,11 +387,11 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
     return _ra_report_invariant("block size matches the class", page);
   if (page->slice_count != _ra_page_class_slices(page->class_idx))
     return _ra_report_invariant("span length matches the class", page);
-  if ((page->div_inv * (uint32_t)(bs >> page->div_shift)) != 1 || ((bs >> page->div_shift) & 1) == 0)
-    return _ra_report_invariant("div_inv and div_shift match the block size", page);
+  if (page->div_mul != _ra_block_div_mul((uint32_t)bs))
+    return _ra_report_invariant("div_mul matches the block size", page);
   uint32_t capacity = _ra_page_capacity(page);
-  if (page->free_cap != 0 && (flags != 0 || page->free_is_zero || page->free_cap != capacity))
-    return _ra_report_invariant("free_cap is 0, or capacity with no flag set and free_is_zero 0", page);
+  if (page->free_lim != 0 && (flags != 0 || page->free_is_zero || page->free_lim != _ra_block_lim(page, capacity)))
+    return _ra_report_invariant("free_lim is 0, or capacity's limit with no flag set and free_is_zero 0", page);
   if (page->used > capacity || capacity > page->reserved)
     return _ra_report_invariant("used <= capacity <= reserved", page);
   size_t span = (size_t)page->slice_count * RA_SLICE_SIZE;

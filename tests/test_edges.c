@@ -457,25 +457,40 @@ static void test_null_and_zero(void **state) {
 
 /* ---- free's block index --------------------------------------------------------------------------- */
 
-/* free's fast path takes a pointer when _ra_block_index of its offset in the page's head slice is
- * below the page's capacity: for every class and every offset in a slice, the index is the block
- * number at a block's start, and anywhere else no page of the class carves that many blocks (an
- * interior pointer is never taken for a block). Sized delete's table of classes by 16 bytes agrees
- * with _ra_size_class for every size it covers. */
+/* A page of class c as free's tests see it: block size, multiplier, no flag, nothing carved. */
+static void block_test_page(ra_page_t *page, size_t c) {
+  memset(page, 0, sizeof *page);
+  page->block_size = _ra_class_size[c];
+  _ra_page_set_divisor(page, page->block_size);
+}
+
+/* free takes a pointer at offset off of a page's head slice when off times div_mul (mod 2^64) is
+ * below the limit of the page's capacity (_ra_block_mul, _ra_block_lim): for every class, every
+ * offset in its whole span and capacities 0, 1, half and full, exactly when off is a whole number
+ * of blocks and the block's index is below the capacity (no interior pointer, nothing past the
+ * carved part is taken). The multiplier is floor(2^64 / block size) + 1. Sized delete's table of
+ * classes by 16 bytes agrees with _ra_size_class for every size it covers. */
 static void test_block_index_every_class_and_offset(void **state) {
   (void)state;
   for (size_t c = 0; c < RA_CLASS_COUNT; c++) {
-    uint32_t bs = _ra_class_size[c];
     ra_page_t page;
-    memset(&page, 0, sizeof page);
-    _ra_page_set_divisor(&page, bs);
-    size_t span = bs <= RA_SMALL_MAX ? RA_SLICE_SIZE : bs <= RA_MEDIUM_MAX ? RA_MEDIUM_SLICES * RA_SLICE_SIZE : bs;
-    uint32_t most = (uint32_t)(span / bs); /* blocks a page of the class can carve */
-    for (uint32_t off = 0; off < RA_SLICE_SIZE; off++) {
-      uint32_t q = _ra_block_index(&page, off);
-      if (off % bs == 0 && q != off / bs) fail_msg("class %zu (%u B): offset %u gives index %u", c, bs, off, q);
-      if (off % bs != 0 && q < most)
-        fail_msg("class %zu (%u B): interior offset %u gives index %u, below %u", c, bs, off, q, most);
+    block_test_page(&page, c);
+    uint32_t bs = page.block_size;
+    unsigned __int128 want_mul = (((unsigned __int128)1 << 64) / bs) + 1;
+    if (page.div_mul != (uint64_t)want_mul || want_mul >> 64 != 0)
+      fail_msg("class %zu (%u B): div_mul %llu", c, bs, (unsigned long long)page.div_mul);
+    uint64_t step = _ra_block_step(&page);
+    if (step < 1 || step > bs) fail_msg("class %zu (%u B): step %llu", c, bs, (unsigned long long)step);
+    uint32_t span = (uint32_t)(_ra_page_class_slices(c) * RA_SLICE_SIZE);
+    uint32_t most = span / bs; /* blocks a page of the class can carve */
+    const uint32_t caps[] = {0, 1, most / 2, most};
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+      uint64_t lim = _ra_block_lim(&page, caps[k]);
+      for (uint32_t off = 0; off < span; off++) {
+        bool taken = _ra_block_mul(&page, off) < lim, want = off % bs == 0 && off / bs < caps[k];
+        if (taken != want)
+          fail_msg("class %zu (%u B), capacity %u: offset %u %s", c, bs, caps[k], off, taken ? "taken" : "refused");
+      }
     }
   }
   for (size_t size = 0; size <= RA_DIRECT_MAX; size++) {
@@ -485,24 +500,37 @@ static void test_block_index_every_class_and_offset(void **state) {
   }
 }
 
-/* free's fast paths take the offset from the pointer itself (_ra_block_index_at, written out in
- * assembly on x86-64): for every class, every offset of a head slice, in slices at several places
- * of a chunk, the same index as _ra_block_index of the offset (checked above). */
+/* free's fast paths take the product from the pointer itself (_ra_block_mul_at, written out in
+ * assembly on x86-64) and compare it with free_lim: for every class, every offset of a head slice,
+ * in slices at several places of a chunk, the product is _ra_block_mul's of the offset, and with
+ * the capacity set to 0, 1, half and full (_ra_page_set_capacity, which sets free_lim) the compare
+ * takes the pointer exactly when plain division says it starts a block below the capacity. */
 static void test_block_index_at_matches(void **state) {
   (void)state;
   const uintptr_t chunk = (uintptr_t)1 << 40; /* only the address's bits are used, never read */
   const size_t slices[] = {1, 2, 37, RA_SLICES - 1};
   for (size_t c = 0; c < RA_CLASS_COUNT; c++) {
-    uint32_t bs = _ra_class_size[c];
     ra_page_t page;
-    memset(&page, 0, sizeof page);
-    _ra_page_set_divisor(&page, bs);
-    for (size_t s = 0; s < sizeof slices / sizeof slices[0]; s++) {
-      uintptr_t start = chunk + slices[s] * RA_SLICE_SIZE;
-      for (uint32_t off = 0; off < RA_SLICE_SIZE; off++) {
-        uint32_t at = _ra_block_index_at(&page, (const void *)(start + off));
-        uint32_t want = _ra_block_index(&page, off);
-        if (at != want) fail_msg("class %zu (%u B), slice %zu, offset %u: %u, not %u", c, bs, slices[s], off, at, want);
+    block_test_page(&page, c);
+    uint32_t bs = page.block_size;
+    uint32_t most = (uint32_t)(_ra_page_class_slices(c) * RA_SLICE_SIZE / bs);
+    const uint32_t caps[] = {0, 1, most / 2, most};
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+      _ra_page_set_capacity(&page, caps[k]);
+      if (page.free_lim != _ra_block_lim(&page, caps[k]))
+        fail_msg("class %zu (%u B), capacity %u: free_lim not the capacity's limit", c, bs, caps[k]);
+      for (size_t s = 0; s < sizeof slices / sizeof slices[0]; s++) {
+        uintptr_t start = chunk + slices[s] * RA_SLICE_SIZE;
+        for (uint32_t off = 0; off < RA_SLICE_SIZE; off++) {
+          uint64_t at = _ra_block_mul_at(&page, (const void *)(start + off));
+          if (at != _ra_block_mul(&page, off))
+            fail_msg("class %zu (%u B), slice %zu, offset %u: product %llu, not %llu", c, bs, slices[s], off,
+                     (unsigned long long)at, (unsigned long long)_ra_block_mul(&page, off));
+          bool taken = at < page.free_lim, want = off % bs == 0 && off / bs < caps[k];
+          if (taken != want)
+            fail_msg("class %zu (%u B), capacity %u, slice %zu: offset %u %s", c, bs, caps[k], slices[s], off,
+                     taken ? "taken" : "refused");
+        }
       }
     }
   }
