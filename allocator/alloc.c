@@ -83,7 +83,7 @@ static RA_NOINLINE void *malloc_generic(ra_heap_t *heap, size_t size, bool zero)
   ra_page_t *page = heap->queues[cls].first;
   /* Sizes past the direct table come here every time: a block at hand is taken without reading
    * the clock; the purge check runs when pages must be found or made, and every 64th call. */
-  if (page == NULL || page->free == NULL || (++heap->slow_calls & 63) == 0) {
+  if (page == NULL || _ra_list_end(page->free) || (++heap->slow_calls & 63) == 0) {
     _ra_purge_maybe(heap);
     size_t fails = commit_failures();
     page = _ra_heap_find_page(heap, cls);
@@ -124,7 +124,7 @@ static RA_NOINLINE void *prof_malloc_slow(ra_heap_t *heap, size_t size, bool zer
   void *p = NULL;
   if (size <= RA_DIRECT_MAX) {
     ra_page_t *page = heap->direct[size];
-    if (page->free != NULL) {
+    if (!_ra_list_end(page->free)) {
       p = page_pop(page, page->free);
       if (zero) block_zero(page, p, size);
       RA_ANN_ALLOC(p, size, page->block_size, zero);
@@ -145,7 +145,7 @@ static inline void *prof_malloc(ra_heap_t *heap, size_t size, bool zero) {
     ra_page_t *page = heap->direct[size];
     ra_block_t *b = page->free;
     int64_t left = _ra_prof_countdown - (int64_t)size;
-    if (RA_LIKELY(b != NULL) && RA_LIKELY(left >= 0)) {
+    if (RA_LIKELY(!_ra_list_end(b)) && RA_LIKELY(left >= 0)) {
       _ra_prof_countdown = left;
       void *p = page_pop(page, b);
       RA_ANN_ALLOC(p, size, page->block_size, false);
@@ -178,7 +178,7 @@ void *ra_calloc(size_t count, size_t size) {
   if (RA_LIKELY(total < _ra_direct_bound)) {
     ra_page_t *page = heap->direct[total];
     ra_block_t *b = page->free;
-    if (RA_LIKELY(b != NULL)) {
+    if (RA_LIKELY(!_ra_list_end(b))) {
       void *p = page_pop(page, b);
       block_zero(page, p, total);
       RA_ANN_ALLOC(p, total, page->block_size, true);

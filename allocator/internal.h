@@ -129,16 +129,28 @@ static inline ra_block_t *_ra_block_next(const ra_block_t *b) {
 static inline void _ra_block_set_next(ra_block_t *b, const ra_block_t *next) {
   ra_word_store(&b->link, RA_CHECKS ? (uintptr_t)next ^ _ra_key ^ (uintptr_t)b : (uintptr_t)next);
 }
+/* The end of a free list. A page's own list (`free`) ends in NULL or in its chunk's base, the
+ * header's address b & ~RA_CHUNK_MASK for any block b of the list, which is never a block: encoded
+ * like any successor in the chunk, that marker passes the pop's one compare (_ra_page_pop), and
+ * one test of the low 22 bits finds both ends. Carving ends a list in the marker, and popping a
+ * list to its end leaves the marker in `free`; lists other threads build (a page's xfree, the
+ * heap's delayed list) end in NULL, and so may `free` after it takes a remote list whole. Nothing
+ * dereferences, hands out or counts an end: every walk of a list stops at _ra_list_end. */
+static inline bool _ra_list_end(const ra_block_t *b) { return ((uintptr_t)b & RA_CHUNK_MASK) == 0; }
+static inline ra_block_t *_ra_list_marker(const void *in_chunk) {
+  return (ra_block_t *)((uintptr_t)in_chunk & ~(uintptr_t)RA_CHUNK_MASK);
+}
 /* Clear the link word of a block being handed out. */
 static inline void _ra_block_clear(ra_block_t *b) { ra_word_store(&b->link, 0); }
-/* Could `b` be on a free list (its first word decodes to NULL or to a block of its own chunk)?
- * True for every free block; for a live block only when its first 8 bytes happen to hold such a
- * pattern (the caller then checks the lists). The word xor the key is next ^ b: below 2^22 for a
- * successor in the chunk, b itself for NULL, and chunks start at 4 MiB or above, so one compare,
- * "at most b", covers both. It also admits other values up to b, below 2^47: a live block's first
- * word passes only when its top 17 bits are the key's, whose top 12 _ra_init makes a pattern no
- * pointer, integer below 2^52 in magnitude, double between 2^-300 and 2^300 in magnitude, or UTF-8
- * text has (a false "looks free" costs a walk of the lists, not a wrong answer). */
+/* Could `b` be on a free list (its first word decodes to NULL or to a block or the base of its own
+ * chunk)? True for every free block; for a live block only when its first 8 bytes happen to hold
+ * such a pattern (the caller then checks the lists). The word xor the key is next ^ b: below 2^22
+ * for a successor in the chunk or the chunk's base, b itself for NULL, and chunks start at 4 MiB or
+ * above, so one compare, "at most b", covers all three. It also admits other values up to b, below
+ * 2^47: a live block's first word passes only when its top 17 bits are the key's, whose top 12
+ * _ra_init makes a pattern no pointer, integer below 2^52 in magnitude, double between 2^-300 and
+ * 2^300 in magnitude, or UTF-8 text has (a false "looks free" costs a walk of the lists, not a
+ * wrong answer). */
 static inline bool _ra_block_looks_free(const ra_block_t *b) {
   if (!RA_CHECKS) return false;
   return (ra_word_load(&b->link) ^ _ra_key) <= (uintptr_t)b;
@@ -148,7 +160,8 @@ static inline bool _ra_block_looks_free(const ra_block_t *b) {
  * continuation byte 0xaa, never in UTF-8. The low 52 bits are random, bit 0 set. */
 #define RA_KEY_TOP ((uintptr_t)0xaa5 << 52)
 #define RA_KEY_TOP_MASK ((uintptr_t)0xfff << 52)
-/* The decoded successor of a block taken from a list must be NULL or in the same chunk. */
+/* The decoded successor of a block taken from a list must be NULL or in the same chunk (a block,
+ * or the chunk's base ending a page's list; another chunk's base fails). */
 static inline bool _ra_next_is_sane(const ra_block_t *b, const ra_block_t *next) {
   return !RA_CHECKS || (((uintptr_t)next ^ (uintptr_t)b) >> RA_CHUNK_SHIFT) == 0 || next == NULL;
 }
@@ -192,12 +205,13 @@ typedef struct ra_arena_s ra_arena_t;
  * the others hold slice_offset (the distance back to the head) and RA_PAGE_NOT_PAGE, so a pointer
  * past the first slice of a page leaves free's fast path and the generic path walks back.
  *
- * Invariant (owner's view): used == capacity - |free|, and the blocks in xfree and in
- * the heap's delayed list are still counted in used until the owner collects them.
+ * Invariant (owner's view): used == capacity - |free| (the list's end is no block), and the blocks
+ * in xfree and in the heap's delayed list are still counted in used until the owner collects them.
  * 0 <= used <= capacity <= reserved; reserved * block_size <= slice_count * RA_SLICE_SIZE. */
 typedef struct ra_page_s {
   /* First cache line: the owner's. Its allocations and frees write `free` and `used` here. */
-  ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too */
+  ra_block_t *free;            /* blocks ready to hand out; the owner's frees go here too (ends
+                                * in NULL or the chunk's base: _ra_list_end) */
   uint16_t used;               /* blocks handed out, see invariant */
   uint16_t _pad;
   uint32_t block_size;         /* bytes per block (huge: 0) */
@@ -865,8 +879,9 @@ void *_ra_alloc_pop_corrupted(ra_page_t *page, ra_block_t *b); /* the above, the
 static inline void *_ra_page_pop(ra_page_t *page, ra_block_t *b, void *(*corrupted)(ra_page_t *, ra_block_t *)) {
   ra_block_t *next;
   if (RA_CHECKS) {
-    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk (one
-     * compare on the common path), b itself at the end of the list. */
+    /* The link xor the key is next ^ b: below the chunk size for a successor in the chunk or the
+     * marker ending the list (one compare on the common path), b itself for a list ending in NULL
+     * (a remote list taken whole). Another chunk's base, or any address out of b's chunk, fails. */
     uintptr_t x = ra_word_load(&b->link) ^ _ra_key;
     if (RA_UNLIKELY(x > RA_CHUNK_MASK && x != (uintptr_t)b)) return corrupted(page, b);
     next = (ra_block_t *)((uintptr_t)b ^ x);
@@ -894,7 +909,7 @@ _ra_malloc_fast(size_t size, void *(*slow)(size_t, ra_heap_t *, bool),
      * at the end (one instruction more). */
     __asm__("" : "+a"(b));
 #endif
-    if (RA_LIKELY(b != NULL)) {
+    if (RA_LIKELY(!_ra_list_end(b))) { /* NULL, or the marker ending the page's list */
       void *p = _ra_page_pop(page, b, corrupted);
       RA_ANN_ALLOC(p, size, page->block_size, false);
       return p;

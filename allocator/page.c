@@ -113,10 +113,11 @@ static void page_init(ra_heap_t *heap, ra_page_t *page, size_t class_idx) {
   ra_assert_internal(_ra_page_is_valid(page, true));
 }
 
-/* Carve more blocks onto the (empty) free list, committing slices as the carved end needs them.
- * Returns 0, or ENOMEM when the commit fails (the page is unchanged). */
+/* Carve more blocks onto the (empty) free list, committing slices as the carved end needs them;
+ * the list ends in the chunk's marker (_ra_list_end), so that the last block pops as fast as the
+ * others. Returns 0, or ENOMEM when the commit fails (the page is unchanged). */
 int _ra_page_extend(ra_page_t *page) {
-  ra_assert(page->free == NULL && page->capacity < page->reserved);
+  ra_assert(_ra_list_end(page->free) && page->capacity < page->reserved);
   ra_chunk_t *c = _ra_chunk_of_desc(page);
   size_t bs = page->block_size;
   size_t n = RA_EXTEND_BYTES / bs;
@@ -137,7 +138,7 @@ int _ra_page_extend(ra_page_t *page) {
     _ra_block_set_next(b, next);
     b = next;
   }
-  _ra_block_set_next(b, NULL);
+  _ra_block_set_next(b, _ra_list_marker(c));
   if (RA_UNLIKELY(_ra_canary)) _ra_secure_carve(page, start, n);
   page->free = (ra_block_t *)start;
   page->free_is_zero = !page->dirty; /* before the capacity: free_lim stays 0 while it is set */
@@ -157,8 +158,14 @@ static RA_NOINLINE size_t collect_walk(ra_page_t *page, ra_block_t *head, size_t
   ra_block_t *tail = head;
   size_t n = 1;
   bool cut = false;
-  for (ra_block_t *next; (next = _ra_block_next(tail)) != NULL; tail = next, n++) {
-    if (!_ra_next_is_sane(tail, next) || n >= limit) {
+  for (ra_block_t *next;; tail = next, n++) {
+    next = _ra_block_next(tail);
+    if (!_ra_next_is_sane(tail, next)) { /* another chunk's base too */
+      cut = true;
+      break;
+    }
+    if (_ra_list_end(next)) break; /* NULL (or this chunk's base, written over: an end too) */
+    if (n >= limit) {
       cut = true;
       break;
     }
@@ -189,7 +196,8 @@ size_t _ra_page_collect_xfree(ra_page_t *page) {
                                                   memory_order_relaxed));
   ra_block_t *head = _ra_xfree_list(tf);
   size_t n = _ra_xfree_count(tf);
-  if (RA_LIKELY(page->free == NULL && n != 0 && n <= page->used && _ra_block_next(head) != head)) page->free = head;
+  if (RA_LIKELY(_ra_list_end(page->free) && n != 0 && n <= page->used && _ra_block_next(head) != head))
+    page->free = head;
   else n = collect_walk(page, head, n);
   page->free_is_zero = 0;
   page->used -= (uint32_t)n;
@@ -285,7 +293,7 @@ void _ra_page_queue_remove(ra_heap_t *heap, ra_page_t *page) {
 static bool page_to_full(ra_heap_t *heap, ra_page_t *page) {
   _ra_page_set_delay(page, RA_DELAY_USE, false);
   _ra_page_collect(page); /* a free that came before the state change would otherwise be stranded */
-  if (page->free != NULL) {
+  if (!_ra_list_end(page->free)) {
     _ra_page_set_delay(page, RA_DELAY_NONE, false);
     return false;
   }
@@ -345,9 +353,9 @@ ra_page_t *_ra_page_queue_find(ra_heap_t *heap, size_t class_idx) {
   ra_page_t *page = q->first, *next;
   for (; page != NULL; page = next) {
     next = page->next;
-    if (page->free != NULL) break;
+    if (!_ra_list_end(page->free)) break;
     _ra_page_collect(page);
-    if (page->free != NULL) break;
+    if (!_ra_list_end(page->free)) break;
     if (page->capacity < page->reserved) {
       if (_ra_page_extend(page) != 0) return NULL;
       break;
@@ -403,16 +411,20 @@ bool _ra_page_is_valid(const ra_page_t *page, bool walk) {
     return _ra_report_invariant("carved blocks are committed", page);
   if (page->guarded && (!_ra_guard_pages || page->committed_slices != page->slice_count))
     return _ra_report_invariant("a guarded span is committed whole", page);
-  if ((page->free == NULL) != (page->used == capacity))
+  if (_ra_list_end(page->free) != (page->used == capacity))
     return _ra_report_invariant("free is empty exactly when used == capacity", page);
-  const uint8_t *start = _ra_page_start(_ra_chunk_of_desc(page), page);
+  const ra_chunk_t *c = _ra_chunk_of_desc(page);
+  const uint8_t *start = _ra_page_start(c, page);
   size_t nfree = 0;
-  for (const ra_block_t *b = page->free; b != NULL; b = walk ? _ra_block_next(b) : NULL) {
+  const ra_block_t *b = page->free;
+  for (; !_ra_list_end(b); b = walk ? _ra_block_next(b) : NULL) {
     size_t off = (size_t)((const uint8_t *)b - start);
     if ((const uint8_t *)b < start || off % bs != 0 || off / bs >= capacity)
       return _ra_report_invariant("free block inside the carved part of its page", b);
     if (++nfree > capacity) return _ra_report_invariant("free list has no cycle", page);
   }
+  if (b != NULL && b != (const ra_block_t *)c)
+    return _ra_report_invariant("free list ends in NULL or its chunk's base", page);
   if (walk && nfree != capacity - page->used) return _ra_report_invariant("used == capacity - |free|", page);
   return true;
 }

@@ -117,12 +117,14 @@ static inline bool seen_before(uint64_t *bits, size_t k) {
   return false;
 }
 
-/* Follow a free list inside one page: count the blocks (and set their bits) while the links stay
- * on block boundaries of the carved part and in committed slices. Returns the blocks newly seen. */
+/* Follow a free list inside one page to its end (NULL, or the chunk's base: _ra_list_end), counting
+ * the blocks (and setting their bits) while the links stay on block boundaries of the carved part
+ * and in committed slices. Returns the blocks newly seen. (The delayed lists, which span chunks,
+ * end in NULL; link_read refuses a chunk's base met there.) */
 static uint32_t list_scan(const held_t *h, const void *b, const ra_page_info_t *pi, uint64_t *bits) {
   uintptr_t lo = (uintptr_t)pi->start, hi = lo + (uintptr_t)pi->capacity * pi->block_size;
   uint32_t n = 0;
-  for (size_t steps = 0; b != NULL && steps <= pi->reserved; steps++) {
+  for (size_t steps = 0; !_ra_list_end(b) && steps <= pi->reserved; steps++) {
     uintptr_t u = (uintptr_t)b;
     if (u < lo || u >= hi || (u - lo) % pi->block_size != 0) break;
     size_t k = (u - lo) / pi->block_size;

@@ -368,6 +368,97 @@ static void test_visit_sees_every_live_block_once(void **state) {
   track_reset();
 }
 
+/* One page seen by ra_visit: its figures, and its blocks as reported, live or free. */
+typedef struct page_seen_s {
+  const uint8_t *start;
+  size_t bs, n;
+  bool found;
+  size_t used, free, reserved;
+  unsigned live_at[1024], free_at[1024];
+  size_t at_chunk_base; /* block or free reports at a chunk's base: never */
+} page_seen_t;
+
+static bool see_page(const ra_visit_info_t *v, void *arg) {
+  page_seen_t *s = arg;
+  const uint8_t *u = v->start;
+  bool block = v->kind == RA_VISIT_BLOCK || v->kind == RA_VISIT_FREE;
+  if (block && ((uintptr_t)u & RA_CHUNK_MASK) == 0) s->at_chunk_base++;
+  if (v->kind == RA_VISIT_PAGE && u == s->start) {
+    s->found = true;
+    s->used = v->blocks_used;
+    s->free = v->blocks_free;
+    s->reserved = v->reserved;
+  }
+  if (block && u >= s->start && u < s->start + s->n * s->bs) {
+    size_t i = (size_t)(u - s->start) / s->bs;
+    assert_int_equal((size_t)(u - s->start) % s->bs, 0);
+    if (v->kind == RA_VISIT_BLOCK) s->live_at[i]++;
+    else s->free_at[i]++;
+  }
+  return true;
+}
+
+/* A page allocated to its end, its list ending in the chunk's base (_ra_list_end), then partly
+ * freed by its owner: the walk reports each block once, in the state it is in, the page's figures
+ * count the blocks alone (not the end), and nothing is reported at a chunk's base. */
+static void test_visit_exact_when_lists_end_in_chunk_base(void **state) {
+  (void)state;
+  enum { SZ = 400 };
+  static void *others[4096];
+  static page_seen_t seen;
+  size_t nothers = 0;
+  ra_collect(true); /* only this thread's pages in play (as above) */
+  uint8_t *first = ra_malloc(SZ);
+  assert_non_null(first);
+  ra_chunk_t *c = _ra_chunk_of(first);
+  ra_page_t *pg = _ra_page_of(c, first);
+  memset(&seen, 0, sizeof seen);
+  seen.start = _ra_page_start(c, pg);
+  seen.bs = pg->block_size;
+  seen.n = pg->reserved;
+  assert_true(seen.n <= 1024);
+  static void *mine[1024];
+  memset(mine, 0, sizeof mine);
+  for (uint8_t *p = first; p != NULL; p = pg->used < seen.n ? ra_malloc(SZ) : NULL) {
+    if (p >= seen.start && p < seen.start + seen.n * seen.bs) mine[(size_t)(p - seen.start) / seen.bs] = p;
+    else others[nothers++] = p;
+    assert_true(nothers < 4096);
+  }
+  assert_ptr_equal(pg->free, (ra_block_t *)c);
+  /* Free every third block: the list is those blocks, then the chunk's base. */
+  size_t k = 0;
+  track_reset();
+  for (size_t i = 0; i < seen.n; i++) {
+    assert_non_null(mine[i]);
+    if (i % 3 == 0) {
+      ra_free(mine[i]);
+      k++;
+    } else {
+      track_add(mine[i]);
+    }
+  }
+  const ra_block_t *b = pg->free;
+  size_t len = 0;
+  for (; !_ra_list_end(b); b = _ra_block_next(b)) len++;
+  assert_int_equal(len, k);
+  assert_ptr_equal(b, (ra_block_t *)c);
+  assert_true(ra_visit(RA_VISIT_ALL, see_page, &seen));
+  assert_true(seen.found);
+  assert_int_equal(seen.reserved, seen.n);
+  assert_int_equal(seen.used, seen.n - k);
+  assert_int_equal(seen.free, k);
+  assert_int_equal(seen.at_chunk_base, 0);
+  for (size_t i = 0; i < seen.n; i++) {
+    assert_int_equal(seen.live_at[i], i % 3 != 0);
+    assert_int_equal(seen.free_at[i], i % 3 == 0);
+  }
+  expect_visit_exact();
+  for (size_t i = 0; i < seen.n; i++)
+    if (i % 3 != 0) ra_free(mine[i]);
+  for (size_t i = 0; i < nothers; i++) ra_free(others[i]);
+  track_reset();
+}
+
 static bool count_only(const ra_visit_info_t *v, void *arg) {
   (void)v;
   ++*(size_t *)arg;
@@ -697,6 +788,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_stats_print_callback),
       cmocka_unit_test(test_remote_and_delayed_frees_are_free),
       cmocka_unit_test(test_visit_sees_every_live_block_once),
+      cmocka_unit_test(test_visit_exact_when_lists_end_in_chunk_base),
       cmocka_unit_test(test_visit_stops_and_allows_allocation),
       cmocka_unit_test(test_walk_while_threads_allocate),
       cmocka_unit_test(test_dump_layout),

@@ -664,6 +664,31 @@ static void write_after_free(size_t size) {
 static void sc_corrupt_write_after_free(void) { write_after_free(SZ_CORRUPT); }
 static void sc_corrupt_write_after_free_medium(void) { write_after_free(SZ_MEDIUM); }
 
+/* A free block's link written over so that it decodes to the base of another chunk, the address
+ * that ends a list in that chunk (_ra_list_end): it leaves the victim's chunk, so the pop still
+ * reports it. `dir` picks the chunk after the victim's (1) or before it (-1). Written through the
+ * allocator's own encoder, which the sanitizers do not check. */
+static void other_chunk_base(int dir) {
+  void *live[3];
+  live[0] = A_MALLOC(SZ_CORRUPT);
+  void *victim = A_MALLOC(SZ_CORRUPT);
+  live[1] = A_MALLOC(SZ_CORRUPT);
+  live[2] = A_MALLOC(SZ_CORRUPT);
+  CHECK(live[0] && victim && live[1] && live[2], "malloc failed");
+  for (int j = 0; j < 3; j++) fill(live[j], SZ_CORRUPT, (unsigned)j);
+  A_FREE(victim);
+  uintptr_t base = (uintptr_t)_ra_chunk_of(victim) + (uintptr_t)((intptr_t)dir * (intptr_t)RA_CHUNK_SIZE);
+  CHECK(_ra_list_end((ra_block_t *)base) && _ra_chunk_of(victim) != _ra_chunk_of((void *)(base + 1)),
+        "%p is not another chunk's base", (void *)base);
+  _ra_block_set_next(launder(victim), (ra_block_t *)base);
+  expect_near("free list corrupted (write after free or overflow) near", victim);
+  void *got = A_MALLOC(SZ_CORRUPT); /* pops the victim and follows its link */
+  after_misuse("malloc");
+  after_corruption(got, SZ_CORRUPT, live, 3);
+}
+static void sc_corrupt_next_chunk_base(void) { other_chunk_base(1); }
+static void sc_corrupt_prev_chunk_base(void) { other_chunk_base(-1); }
+
 /* A block overflows by eight bytes into its free neighbour. */
 static void sc_corrupt_overflow(void) {
   unsigned char *a = A_MALLOC(SZ_OVERFLOW), *b = A_MALLOC(SZ_OVERFLOW);
@@ -723,6 +748,17 @@ static void *remote_free(void *p) {
   A_FREE(p);
   return NULL;
 }
+/* The same on a remote list: the block another thread freed decodes to the next chunk's base. */
+static void sc_corrupt_remote_chunk_base(void) {
+  void *live[REMOTE_LIVE];
+  remote_setup(live);
+  void *victim = live[REMOTE_LIVE - 1];
+  remote_run(remote_free, victim);
+  _ra_block_set_next(launder(victim), (ra_block_t *)((uintptr_t)_ra_chunk_of(victim) + RA_CHUNK_SIZE));
+  expect_near("free list corrupted (write after free or overflow) near", victim);
+  remote_expect_sound(live, REMOTE_LIVE - 1, "after a remote list corrupted to another chunk's base");
+}
+
 static void sc_corrupt_remote_list(void) {
   void *live[REMOTE_LIVE];
   remote_setup(live);
@@ -1066,6 +1102,9 @@ static const scenario_t scenarios[] = {
     {"corrupt_write_after_free", sc_corrupt_write_after_free, true},
     {"corrupt_write_after_free_medium", sc_corrupt_write_after_free_medium, true},
     {"corrupt_overflow", sc_corrupt_overflow, true},
+    {"corrupt_next_chunk_base", sc_corrupt_next_chunk_base, false},
+    {"corrupt_prev_chunk_base", sc_corrupt_prev_chunk_base, false},
+    {"corrupt_remote_chunk_base", sc_corrupt_remote_chunk_base, false},
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
     {"corrupt_remote_double_free", sc_corrupt_remote_double_free, true},
     {"corrupt_remote_double_free_apart", sc_corrupt_remote_double_free_apart, true},

@@ -111,6 +111,86 @@ static void test_remote_frees_are_collected(void **state) {
   assert_int_equal(st.live_blocks, 0);
 }
 
+/* The blocks of page `pg` on its own free list, walked to its end; *end gets the end. */
+static size_t own_list_length(const ra_page_t *pg, const ra_block_t **end) {
+  size_t n = 0;
+  const ra_block_t *b = pg->free;
+  for (; !_ra_list_end(b); b = _ra_block_next(b)) {
+    assert_true(n <= pg->capacity);
+    n++;
+  }
+  *end = b;
+  return n;
+}
+
+/* A page allocated to its end holds its chunk's base in `free` (the marker ending its list, never
+ * a block); the owner's frees then refill it and malloc pops it to the end again, round after
+ * round. Every block handed out is one just freed into the page (the owner's free brings a full
+ * page to the front of its queue), none twice, no live block is overwritten, and the invariants
+ * hold (and, with RAMALLOC_DEBUG >= 2, were checked at every change). */
+static void test_page_popped_to_end_and_refilled(void **state) {
+  (void)state;
+  enum { SZ = 200, MAX = 1024, OTHERS = 4096 };
+  static void *mine[MAX], *others[OTHERS]; /* mine[i]: block i of the page */
+  static bool out[MAX];
+  size_t nothers = 0;
+  void *first = ra_malloc(SZ);
+  assert_non_null(first);
+  ra_chunk_t *c = _ra_chunk_of(first);
+  ra_page_t *pg = _ra_page_of(c, first);
+  uint8_t *start = _ra_page_start(c, pg);
+  size_t n = pg->reserved, bs = pg->block_size;
+  assert_true(n <= MAX);
+  for (void *p = first; p != NULL; p = pg->used < n ? ra_malloc(SZ) : NULL) {
+    if (_ra_chunk_of(p) == c && _ra_page_of(c, p) == pg) {
+      size_t i = (size_t)((uint8_t *)p - start) / bs;
+      assert_null(mine[i]);
+      mine[i] = p;
+      fill(p, SZ, i);
+    } else {
+      assert_true(nothers < OTHERS);
+      others[nothers++] = p;
+    }
+  }
+  for (size_t i = 0; i < n; i++) assert_non_null(mine[i]);
+  assert_ptr_equal(pg->free, (ra_block_t *)c); /* popped to the end of a carved list */
+  assert_true(_ra_heap_validate());
+
+  for (int round = 0; round < 300; round++) {
+    /* One block (as in the malloc/free pair loop), a few, or all of them. */
+    size_t k = round % 3 == 0 ? 1 : round % 3 == 1 ? 1 + rnd() % 8 : n;
+    for (size_t j = 0; j < k; j++) {
+      size_t i = k == n ? j : rnd() % n;
+      while (out[i]) i = (i + 1) % n;
+      out[i] = true;
+      check(mine[i], SZ, i);
+      ra_free(mine[i]);
+    }
+    const ra_block_t *end;
+    assert_int_equal(own_list_length(pg, &end), k);
+    assert_ptr_equal(end, (const ra_block_t *)c);
+    assert_int_equal(pg->used, n - k);
+    if (round % 10 == 0) assert_true(_ra_heap_validate());
+    for (size_t j = 0; j < k; j++) {
+      uint8_t *p = ra_malloc(SZ);
+      assert_non_null(p);
+      assert_true(p >= start && p < start + n * bs && (size_t)(p - start) % bs == 0);
+      size_t i = (size_t)(p - start) / bs;
+      assert_true(out[i]); /* freed this round, and not handed out again yet */
+      out[i] = false;
+      fill(p, SZ, i);
+    }
+    assert_ptr_equal(pg->free, (ra_block_t *)c);
+    assert_int_equal(pg->used, n);
+    if (round % 10 == 0) assert_true(_ra_heap_validate());
+  }
+  for (size_t i = 0; i < n; i++) check(mine[i], SZ, i);
+  assert_true(_ra_heap_validate());
+  for (size_t i = 0; i < n; i++) ra_free(mine[i]);
+  for (size_t i = 0; i < nothers; i++) ra_free(others[i]);
+  assert_true(_ra_heap_validate());
+}
+
 static void *allocate_and_exit(void *arg) {
   (void)arg;
   for (size_t i = 0; i < SLOTS; i++) {
@@ -185,6 +265,7 @@ int main(void) {
     cmocka_unit_test(test_slice_runs),
     cmocka_unit_test(test_random_sequence_keeps_invariants),
     cmocka_unit_test(test_remote_frees_are_collected),
+    cmocka_unit_test(test_page_popped_to_end_and_refilled),
     cmocka_unit_test(test_adopted_chunks_keep_invariants),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
