@@ -11,6 +11,10 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#if RA_HAS_FORK
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 enum { SLOTS = 4096 };
 static void *slot[SLOTS];
@@ -320,6 +324,67 @@ static void test_untagged_heaps_free_through_the_generic_path(void **state) {
   assert_true(_ra_heap_validate());
 }
 
+#if RA_HAS_FORK
+/* fork(): in the child only the forking thread lives on. Its tag comes with it (its chunks' entries
+ * still hold it, so its frees stay local), another thread's chunks keep their (now orphan) heap's
+ * tag, which no thread of the child has: frees into them take the generic path. */
+typedef struct fork_peer_s {
+  void *blocks[TAGGED];
+  uint16_t tag;
+  _Atomic(int) state; /* 1: blocks made; 2: the fork is done */
+} fork_peer_t;
+
+static void *fork_peer(void *arg) {
+  fork_peer_t *f = arg;
+  for (size_t i = 0; i < TAGGED; i++) f->blocks[i] = ra_malloc(TAGGED_SIZE);
+  f->tag = _ra_heap_tag_current();
+  atomic_store(&f->state, 1);
+  while (atomic_load(&f->state) != 2) sched_yield();
+  for (size_t i = 0; i < TAGGED; i++) ra_free(f->blocks[i]);
+  return NULL;
+}
+
+static int fork_child_checks(fork_peer_t *f, void **mine, uint16_t tag) {
+  if (_ra_heap_tag_current() != tag) return 2;
+  if (map_entry(mine[0]) != tag || map_entry(f->blocks[0]) != f->tag) return 3;
+  for (size_t i = 0; i < TAGGED; i++) ra_free(mine[i]);
+  for (size_t i = 0; i < TAGGED; i += 2) ra_free(f->blocks[i]); /* into the orphan's pages */
+  void *p = ra_malloc(TAGGED_SIZE);
+  if (p != mine[TAGGED - 1]) return 4; /* the block freed last, back on its page */
+  ra_free(p);
+  return _ra_heap_validate() ? 0 : 5;
+}
+
+static void test_fork_child_keeps_the_tags(void **state) {
+  (void)state;
+#if defined(__SANITIZE_THREAD__)
+  /* The child's frees start the purger thread again, and a child that makes threads after a fork
+   * from a threaded process is outside what ThreadSanitizer supports (tests/test_fork.c). */
+  skip();
+#endif
+  static fork_peer_t f;
+  void *mine[TAGGED];
+  for (size_t i = 0; i < TAGGED; i++) mine[i] = ra_malloc(TAGGED_SIZE);
+  uint16_t tag = _ra_heap_tag_current();
+  assert_true(tag >= RA_TAG_FIRST && tag <= RA_TAG_LAST);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fork_peer, &f), 0);
+  while (atomic_load(&f.state) != 1) sched_yield();
+  assert_true(f.tag >= RA_TAG_FIRST && f.tag <= RA_TAG_LAST && f.tag != tag);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(fork_child_checks(&f, mine, tag));
+  atomic_store(&f.state, 2);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  for (size_t i = 0; i < TAGGED; i++) ra_free(mine[i]);
+  assert_true(_ra_heap_validate());
+}
+#endif
+
 /* _ra_slice_runs (one OS call per run of slices): every set bit in exactly one call, each run
  * maximal, lowest first; a nonzero return stops the walk and comes back. */
 typedef struct runs_seen_s {
@@ -364,6 +429,9 @@ int main(void) {
     cmocka_unit_test(test_parked_heap_taken_over_keeps_its_tag),
     cmocka_unit_test(test_adopted_chunk_entry_is_the_adopters_tag),
     cmocka_unit_test(test_untagged_heaps_free_through_the_generic_path),
+#if RA_HAS_FORK
+    cmocka_unit_test(test_fork_child_keeps_the_tags),
+#endif
     cmocka_unit_test(test_random_sequence_keeps_invariants),
     cmocka_unit_test(test_remote_frees_are_collected),
     cmocka_unit_test(test_adopted_chunks_keep_invariants),
