@@ -1,6 +1,6 @@
 /* Arenas: large reservations carved into chunk slots. Slot 0 of each arena holds the arena header,
  * its bitmaps and the metadata area (heap structs); slots 1.. are chunks. Also here: the chunk map
- * (one byte per 4 MiB of address space: "a chunk header starts here"). The OS calls go through
+ * (an entry per 4 MiB of address space: "a chunk header starts here", and whose). The OS calls go through
  * mem.c; when a free slot is given back is purge.c's decision.
  *
  * Slot 0 layout (offsets from the arena base):
@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-_Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
+_Atomic(uint16_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 
 static ra_arena_t *_Atomic arenas[RA_MAX_ARENAS];
 static atomic_size_t arena_count;
@@ -27,10 +27,10 @@ static inline bool bit_get(const uint64_t *map, size_t i) { return (map[i >> 6] 
 static inline void bit_set(uint64_t *map, size_t i) { map[i >> 6] |= 1ULL << (i & 63); }
 static inline void bit_clear(uint64_t *map, size_t i) { map[i >> 6] &= ~(1ULL << (i & 63)); }
 
-static void chunk_map_set(uintptr_t chunk_addr, bool on) {
+static void chunk_map_set(uintptr_t chunk_addr, uint16_t entry) {
   uintptr_t n = chunk_addr >> RA_CHUNK_SHIFT;
   if (n >= RA_CHUNK_MAP_SIZE) return;
-  atomic_store_explicit(&_ra_chunk_map[n], on ? 1 : 0, memory_order_release);
+  atomic_store_explicit(&_ra_chunk_map[n], entry, memory_order_release);
 }
 
 /* ---- Registry ------------------------------------------------------------------------------------- */
@@ -256,7 +256,7 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
   uint64_t now = free_ms;
   bool purge_now = _ra_purge_delay() == 0;
   _ra_lock(&a->lock);
-  chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), false);
+  chunk_map_set((uintptr_t)(a->base + i * RA_CHUNK_SIZE), RA_MAP_NO_CHUNK);
   for (size_t j = 0; j < count; j++) {
     bit_clear(a->in_use, i + j);
     if (j >= kept) {
@@ -275,18 +275,27 @@ void _ra_arena_run_free(ra_arena_t *a, size_t i, size_t count, size_t kept, uint
 }
 
 /* Called by chunk.c and huge.c once a run's header is ready: mark its first slot committed and make the
- * chunk visible to free(). The chunk-map bit changes under the arena lock, so whoever holds it
- * (fork, a walk) sees exactly the published chunks, each with its header committed. */
+ * chunk visible to free(), its map entry its owner's tag (chunk->heap, set by the caller). Whether
+ * the entry is 0 changes under the arena lock, so whoever holds it (fork, a walk) sees exactly the
+ * published chunks, each with its header committed. */
 void _ra_arena_chunk_publish(ra_chunk_t *chunk) {
   ra_arena_t *a = chunk->arena;
   _ra_lock(&a->lock);
   bit_set(a->committed, chunk->index);
-  chunk_map_set((uintptr_t)chunk, true);
+  chunk_map_set((uintptr_t)chunk, _ra_heap_map_entry(atomic_load_explicit(&chunk->heap, memory_order_relaxed)));
   ra_assert_internal(_ra_arena_is_valid(a));
   _ra_unlock(&a->lock);
 }
 
-void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, false); }
+void _ra_arena_chunk_unpublish(ra_chunk_t *chunk) { chunk_map_set((uintptr_t)chunk, RA_MAP_NO_CHUNK); }
+
+/* A published chunk changes owner (heap; NULL: none): its map entry follows in the same step, so
+ * that free's fast path (_ra_chunk_map_mine_n) reads the owner there. Every store to chunk->heap
+ * after the chunk is published goes through here. */
+void _ra_arena_chunk_set_heap(ra_chunk_t *chunk, ra_heap_t *heap) {
+  atomic_store_explicit(&chunk->heap, heap, memory_order_release);
+  chunk_map_set((uintptr_t)chunk, _ra_heap_map_entry(heap));
+}
 
 /* ---- Invariants ------------------------------------------------------------------------------------- */
 

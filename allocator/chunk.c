@@ -51,7 +51,8 @@ bool _ra_chunk_is_valid(const ra_chunk_t *c, const ra_heap_t *owner) {
   if (c->magic != RA_CHUNK_MAGIC || c->kind != RA_CHUNK_PAGES || c->chunk_count != 1)
     return _ra_report_invariant("chunk magic and kind", c);
   if (atomic_load_explicit(&c->heap, memory_order_relaxed) != owner) return _ra_report_invariant("chunk owner", c);
-  if (!_ra_chunk_map_has((uintptr_t)c)) return _ra_report_invariant("chunk map bit", c);
+  if (atomic_load_explicit(&_ra_chunk_map[(uintptr_t)c >> RA_CHUNK_SHIFT], memory_order_relaxed) != _ra_heap_map_entry(owner))
+    return _ra_report_invariant("chunk map entry is the owner's tag", c);
   uint64_t free = c->free_slices, committed = c->committed;
   uint64_t purge = atomic_load_explicit(&c->purge_slices, memory_order_relaxed);
   if (free & 1) return _ra_report_invariant("slice 0 never free", c);
@@ -257,7 +258,7 @@ ra_chunk_t *_ra_chunk_new(ra_heap_t *heap) {
     _ra_arena_chunk_free(arena, index, 1, true, 0);
     return NULL;
   }
-  atomic_store_explicit(&c->heap, heap, memory_order_release);
+  atomic_store_explicit(&c->heap, heap, memory_order_release); /* publish sets its map entry */
   _ra_chunk_list_push(&heap->chunks, c);
   _ra_arena_chunk_publish(c);
   ra_assert_internal(_ra_chunk_check(c, heap));
@@ -270,7 +271,7 @@ ra_chunk_t *_ra_chunk_new(ra_heap_t *heap) {
 static void chunk_release(ra_heap_t *heap, ra_chunk_t *c, uint64_t free_ms) {
   ra_assert_internal(c->free_count == RA_SLICES - 1 && _ra_chunk_check(c, heap));
   if (heap != NULL) _ra_chunk_list_remove(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
-  atomic_store_explicit(&c->heap, NULL, memory_order_relaxed);
+  _ra_arena_chunk_set_heap(c, NULL);
   _ra_arena_chunk_free(c->arena, c->index, 1, false, free_ms);
 }
 

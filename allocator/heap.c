@@ -14,7 +14,7 @@
 
 #include "internal.h"
 
-ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}};
+ra_heap_t _ra_heap_empty = {.direct = {[0 ... RA_DIRECT_COUNT - 1] = &_ra_page_empty}, .tag = RA_TAG_NONE};
 
 static ra_lock_t heap_lock = RA_LOCK_INIT;
 static ra_heap_t *heaps_all;  /* live heaps (heap_lock) */
@@ -32,6 +32,40 @@ static atomic_size_t heaps_live; /* threads with a heap (changed under heap_lock
 static ra_lock_t walk_lock = RA_LOCK_INIT;
 void _ra_heap_walk_lock(void) { _ra_lock(&walk_lock); }
 void _ra_heap_walk_unlock(void) { _ra_unlock(&walk_lock); }
+
+/* Heap tags: the chunk map holds, for each chunk, its owner's tag (internal.h), so that free's
+ * fast path tells "my heap's chunk" by one compare. A heap takes a tag when it is made and keeps it
+ * while parked (the thread that takes the heap over takes the tag with it); it gives the tag back
+ * when it is retired, after each of its chunks' entries went to 1 (abandoned) or 0 (released).
+ * Both happen under heap_lock, which orders those stores before any use of the tag by its next
+ * heap. A heap that finds no tag free has none (RA_TAG_NONE): its chunks' entries are 1 and its
+ * thread's frees take the generic path. */
+static uint64_t tags_taken[(RA_TAG_LAST + 64) / 64]; /* a bit per tag (heap_lock) */
+static size_t tags_word;                             /* where the next search starts (heap_lock) */
+size_t _ra_heap_tag_last = RA_TAG_LAST;              /* the highest tag handed out; tests lower it */
+
+static uint16_t tag_take(void) {
+  size_t last = _ra_heap_tag_last < RA_TAG_LAST ? _ra_heap_tag_last : RA_TAG_LAST;
+  if (last < RA_TAG_FIRST) return RA_TAG_NONE;
+  size_t words = last / 64 + 1;
+  for (size_t k = 0; k < words; k++) {
+    size_t w = (tags_word + k) % words;
+    uint64_t avail = ~tags_taken[w];
+    if (w == 0) avail &= ~(((uint64_t)1 << RA_TAG_FIRST) - 1); /* the entries "no chunk" and "no owner" */
+    if (w == last / 64 && (last & 63) != 63) avail &= ((uint64_t)2 << (last & 63)) - 1;
+    if (avail != 0) {
+      unsigned b = (unsigned)__builtin_ctzll(avail);
+      tags_taken[w] |= (uint64_t)1 << b;
+      tags_word = w;
+      return (uint16_t)(w * 64 + b);
+    }
+  }
+  return RA_TAG_NONE;
+}
+
+static void tag_give(uint16_t tag) {
+  if (tag != RA_TAG_NONE) tags_taken[tag / 64] &= ~((uint64_t)1 << (tag % 64));
+}
 
 /* More parked heaps than this (a pool of threads ending at once) are abandoned at once. */
 #define PARKED_MAX 64
@@ -65,7 +99,7 @@ static atomic_size_t abandoned_count;
 /* A chunk of a heap whose thread is gone goes on the abandoned list; its pages are already in the
  * RA_DELAY_NEVER state. */
 static void chunk_abandon(ra_chunk_t *c) {
-  atomic_store_explicit(&c->heap, NULL, memory_order_release);
+  _ra_arena_chunk_set_heap(c, NULL);
   ra_assert_internal(!c->abandoned && _ra_page_chunk_check(c, NULL, false));
   _ra_lock(&abandoned_lock);
   c->abandoned = 1;
@@ -144,7 +178,7 @@ void _ra_heap_sweep_abandoned(void) {
 /* Make `heap` the owner of an abandoned chunk: collect what other threads freed meanwhile, give
  * empty pages back, and queue the rest. The chunk may be released when every page was empty. */
 static void chunk_adopt(ra_heap_t *heap, ra_chunk_t *c) {
-  atomic_store_explicit(&c->heap, heap, memory_order_release);
+  _ra_arena_chunk_set_heap(c, heap);
   _ra_chunk_list_push(c->free_count > 0 ? &heap->chunks : &heap->chunks_full, c);
   for (size_t idx = 1; idx < RA_SLICES;) {
     ra_page_t *page = &c->pages[idx];
@@ -211,7 +245,8 @@ void _ra_heap_fork_release(void) {
 }
 void _ra_heap_fork_child(void) {
   _ra_lock_init(&walk_lock);
-  /* The other heaps are orphans. */
+  /* The other heaps are orphans. They keep their tags, and their chunks' map entries hold them:
+   * no thread of the child has those tags, so its frees into them take the generic path. */
   atomic_store_explicit(&heaps_live, _ra_heap_current() != &_ra_heap_empty ? 1 : 0, memory_order_relaxed);
 }
 
@@ -220,6 +255,7 @@ static void heap_reset(ra_heap_t *h) {
   memset(h, 0, sizeof *h);
   h->generation = gen + 1;
   for (size_t i = 0; i < RA_DIRECT_COUNT; i++) h->direct[i] = &_ra_page_empty;
+  h->tag = RA_TAG_NONE;
 }
 
 /* The calling thread's heap, created on its first allocation (the process initialised: alloc.c).
@@ -259,6 +295,7 @@ ra_heap_t *_ra_heap_get_slow(void) {
     heap_reset(h);
     h->alive = true;
     _ra_lock(&heap_lock);
+    h->tag = tag_take();
     h->prev_all = NULL;
     h->next_all = heaps_all;
     if (heaps_all) heaps_all->prev_all = h;
@@ -267,7 +304,7 @@ ra_heap_t *_ra_heap_get_slow(void) {
     _ra_unlock(&heap_lock);
   }
   ra_assert_internal(_ra_heap_is_valid(h, RA_HEAP_LIVE));
-  _ra_heap_set_current(h);
+  _ra_heap_set_current(h, h->tag); /* a parked heap's tag comes with it */
   _ra_thread_register(h);
   return h;
 }
@@ -342,8 +379,10 @@ static void heap_abandon(ra_heap_t *heap) {
  * recycle its struct. */
 static void heap_retire(ra_heap_t *h) {
   heap_abandon(h);
-  if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
+  if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty, RA_TAG_NONE);
   _ra_lock(&heap_lock);
+  tag_give(h->tag); /* no chunk map entry holds it any more: heap_abandon */
+  h->tag = RA_TAG_NONE;
   if (h->prev_all) h->prev_all->next_all = h->next_all;
   else heaps_all = h->next_all;
   if (h->next_all) h->next_all->prev_all = h->prev_all;
@@ -397,7 +436,7 @@ ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *h) {
   bool park = !last && delay > 0 && atomic_load_explicit(&parked_count, memory_order_relaxed) < PARKED_MAX;
   if (park) {
     /* No free of this thread's runs past here, and a new thread may take the heap at once. */
-    if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty);
+    if (_ra_heap_current() == h) _ra_heap_set_current(&_ra_heap_empty, RA_TAG_NONE);
     h->parked_ms = now;
     atomic_store_explicit(&h->parked, true, memory_order_relaxed);
     h->next_pool = heaps_parked;

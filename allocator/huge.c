@@ -174,6 +174,7 @@ void *_ra_huge_alloc(size_t size, size_t align, bool *is_zero) {
     atomic_store_explicit(&c->pages[i].flags, RA_PAGE_HUGE, memory_order_relaxed);
     c->pages[i].free_lim = 0; /* the descriptor may be left from a page chunk */
   }
+  atomic_store_explicit(&c->heap, NULL, memory_order_relaxed); /* no owner: publish makes the map entry 1 */
   _ra_arena_chunk_publish(c);
   *is_zero = zero;
   return block;

@@ -110,7 +110,7 @@ static const field_t heap_fields[] = {
   FIELD(ra_heap_t, generation), FIELD(ra_heap_t, slow_calls), FIELD(ra_heap_t, next_page_purge_ms),
   FIELD(ra_heap_t, alive),      FIELD(ra_heap_t, parked),   FIELD(ra_heap_t, protect_backoff),
   FIELD(ra_heap_t, protect_skip), FIELD(ra_heap_t, clock_ms32), FIELD(ra_heap_t, protect_quick_ms),
-  FIELD(ra_heap_t, parked_ms),
+  FIELD(ra_heap_t, parked_ms),  FIELD(ra_heap_t, tag),
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

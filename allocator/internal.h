@@ -67,7 +67,15 @@ RA_HIDDEN_BEGIN
 #define RA_ARENA_DEFAULT ((size_t)1 << 30)
 #define RA_MAX_ARENAS 4096
 #define RA_ADDR_BITS 47                    /* user space on x86-64 and arm64 (4-level tables) */
-#define RA_CHUNK_MAP_SIZE ((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) /* one byte per chunk: 32 MiB of bss */
+#define RA_CHUNK_MAP_SIZE ((size_t)1 << (RA_ADDR_BITS - RA_CHUNK_SHIFT)) /* two bytes per chunk: 64 MiB of bss */
+/* Chunk map entries (_ra_chunk_map): no chunk, a chunk with no tagged owner (abandoned, huge, or
+ * its heap found no tag free), else the owning heap's tag. A thread without a tag holds
+ * RA_TAG_NONE, which no entry ever holds. */
+#define RA_MAP_NO_CHUNK 0
+#define RA_MAP_UNOWNED 1
+#define RA_TAG_FIRST 2
+#define RA_TAG_LAST 0xFFFE
+#define RA_TAG_NONE 0xFFFF
 
 _Static_assert((RA_SLICE_SIZE & (RA_SLICE_SIZE - 1)) == 0, "slice size is a power of two");
 _Static_assert(RA_CHUNK_SIZE % RA_SLICE_SIZE == 0, "a chunk holds whole slices");
@@ -465,7 +473,17 @@ struct ra_heap_s {
   uint32_t clock_ms32;                     /* _ra_ms32 of this heap's last clock reading (0: none) */
   uint64_t protect_quick_ms;               /* when the last quick reuse was seen (protect_skip) */
   uint64_t parked_ms;                      /* when it was parked (heap lock) */
+  uint16_t tag;                            /* its chunks' map entry, or RA_TAG_NONE (heap lock) */
 };
+
+/* The chunk map entry of a chunk owned by `heap` (NULL: none). */
+static inline uint16_t _ra_heap_map_entry(const ra_heap_t *heap) {
+  return heap == NULL || heap->tag == RA_TAG_NONE ? RA_MAP_UNOWNED : heap->tag;
+}
+#if !RA_HAS_THREAD_TAG
+/* The calling thread's heap tag, where the platform keeps no copy of it (prim_windows.h). */
+static inline uint16_t _ra_heap_tag_current(void) { return _ra_heap_current()->tag; }
+#endif
 
 /* ---- Options ------------------------------------------------------------------------------------- */
 
@@ -570,12 +588,13 @@ uint64_t _ra_mem_protect_slices(ra_chunk_t *chunk, uint64_t mask, ra_prot_t prot
 void _ra_mem_unprotect_slices(ra_chunk_t *chunk, uint64_t mask); /* those of mask in chunk->noaccess */
 
 /* arena.c: arenas (slot bitmaps), the chunk map, metadata memory */
-extern _Atomic(uint8_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
+extern _Atomic(uint16_t) _ra_chunk_map[RA_CHUNK_MAP_SIZE];
 void _ra_arena_slot_purge(ra_arena_t *a, size_t slot, bool reset); /* a free committed slot; arena lock held */
 ra_chunk_t *_ra_arena_chunk_alloc(size_t count, size_t align, bool clean, uint64_t *had, ra_arena_t **arena,
                                    size_t *index, bool *was_committed);
-void _ra_arena_chunk_publish(ra_chunk_t *chunk);
+void _ra_arena_chunk_publish(ra_chunk_t *chunk); /* its map entry: its owner's (chunk->heap) */
 void _ra_arena_chunk_unpublish(ra_chunk_t *chunk);
+void _ra_arena_chunk_set_heap(ra_chunk_t *chunk, ra_heap_t *heap); /* a published chunk's owner */
 void _ra_arena_chunk_free(ra_arena_t *arena, size_t index, size_t count, bool decommitted, uint64_t free_ms);
 void _ra_arena_run_free(ra_arena_t *arena, size_t index, size_t count, size_t kept, uint64_t free_ms);
 void *_ra_arena_meta_alloc(size_t size);
@@ -585,20 +604,35 @@ ra_arena_t *_ra_arena_containing(const void *p);
 void _ra_arena_fork_prepare(void);
 void _ra_arena_fork_release(void);
 bool _ra_arena_is_valid(const ra_arena_t *a); /* arena lock held */
-/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? A byte per chunk rather
- * than a bit: the test is one compare of a byte, with no shift or mask (free's fast path). The map
- * is bss: only the pages of it that cover chunks in use are ever touched. */
+/* Does a chunk header start at chunk number n (address >> RA_CHUNK_SHIFT)? An entry per chunk
+ * rather than a bit: the test is one compare, with no shift or mask. The map is bss: only the
+ * pages of it that cover chunks in use are ever touched. */
 static inline bool _ra_chunk_map_has_n(uintptr_t n) {
   if (RA_UNLIKELY(n >= RA_CHUNK_MAP_SIZE)) return false;
 #if defined(__x86_64__) && defined(__GNUC__)
-  /* One compare with the byte in memory (the compilers load it into a register and test it): x86
+  /* One compare with the entry in memory (the compilers load it into a register and test it): x86
    * keeps loads in order, so a plain load and a compiler barrier make the acquire. */
   bool has;
-  __asm__("cmpb $0, %1" : "=@ccnz"(has) : "m"(_ra_chunk_map[n]));
+  __asm__("cmpw $0, %1" : "=@ccnz"(has) : "m"(_ra_chunk_map[n]));
   atomic_signal_fence(memory_order_acquire);
   return has;
 #else
   return atomic_load_explicit(&_ra_chunk_map[n], memory_order_acquire) != 0;
+#endif
+}
+/* Is chunk number n the calling thread's heap's (free's fast paths)? Its entry is the thread's tag
+ * only when that heap owns it: an entry is set to a tag only by the thread of the heap holding it
+ * (or, for a parked heap taken over, before the hand-over under the heap lock), and a tag is given
+ * back only once no entry holds it (heap.c). So a relaxed load is enough. */
+static inline bool _ra_chunk_map_mine_n(uintptr_t n) {
+  if (RA_UNLIKELY(n >= RA_CHUNK_MAP_SIZE)) return false;
+  uint16_t tag = _ra_heap_tag_current();
+#if defined(__x86_64__) && defined(__GNUC__)
+  bool mine; /* one compare with the entry in memory, as above */
+  __asm__("cmpw %2, %1" : "=@ccz"(mine) : "m"(_ra_chunk_map[n]), "r"(tag));
+  return mine;
+#else
+  return atomic_load_explicit(&_ra_chunk_map[n], memory_order_relaxed) == tag;
 #endif
 }
 static inline bool _ra_chunk_map_has(uintptr_t chunk_addr) {
@@ -681,6 +715,7 @@ void _ra_init(void);
 
 /* heap.c: thread heaps, where a heap finds a page, abandoned chunks and their adoption */
 extern ra_heap_t _ra_heap_empty;
+extern size_t _ra_heap_tag_last; /* the highest heap tag handed out (RA_TAG_LAST; a test lowers it) */
 ra_heap_t *_ra_heap_get_slow(void);
 ra_page_t *_ra_heap_page_new(ra_heap_t *heap, size_t class_idx);
 /* A page of class `class_idx` with a free block, at the front of its queue; NULL when out of
@@ -942,9 +977,11 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
   RA_ANN_FREE_ENTRY(p);
   /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
    * chunk boundary, which is never a block of a page (that slice is a header) and finds free_lim
-   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns. */
+   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns.
+   * One compare says both that p is in a chunk and that the calling thread's heap owns it (the
+   * chunk map holds the owner's tag): the chunk header is not read. */
   uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
-  if (RA_UNLIKELY(!_ra_chunk_map_has_n(n))) {
+  if (RA_UNLIKELY(!_ra_chunk_map_mine_n(n))) {
     _ra_free_generic(p);
     return;
   }
@@ -960,10 +997,9 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
   ra_block_t *b = p;
   /* The offset in the head slice times div_mul: below free_lim when no page flag is set and it
    * is a whole number of blocks (no interior pointer) inside the part the page has carved (a block
-   * past it was never handed out). free_lim is read as a plain field: only once the calling
-   * thread is known to own the page. */
-  if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                _ra_block_mul_at(page, p) < page->free_lim && !_ra_block_looks_free(b))) {
+   * past it was never handed out). free_lim is read as a plain field: the calling thread owns the
+   * page. */
+  if (RA_LIKELY(_ra_block_mul_at(page, p) < page->free_lim && !_ra_block_looks_free(b))) {
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
     page->free = b; /* free_is_zero is 0 already: free_lim would be 0 otherwise */
@@ -983,15 +1019,14 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
 static inline __attribute__((always_inline)) void
 _ra_free_sized_fast(void *p, size_t size, size_t align, ra_sized_op_t op) {
   uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT; /* p's own chunk, as in ra_free */
-  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_has_n(n))) {
+  if (RA_LIKELY(size <= RA_DIRECT_MAX && align <= RA_ALIGN && _ra_chunk_map_mine_n(n))) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __asm__("" : "+r"(n)); /* as in ra_free */
 #endif
     ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
     ra_page_t *page = _ra_fast_page_of(chunk, p);
     ra_block_t *b = p;
-    if (RA_LIKELY(atomic_load_explicit(&chunk->heap, memory_order_relaxed) == _ra_heap_current() &&
-                  _ra_block_mul_at(page, p) < page->free_lim &&
+    if (RA_LIKELY(_ra_block_mul_at(page, p) < page->free_lim &&
                   _ra_direct_class[size] == page->class_idx &&
                   !_ra_block_looks_free(b))) {
       RA_ANN_FREE_ENTRY(p);

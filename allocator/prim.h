@@ -3,12 +3,14 @@
  *   memory       os.h: reserve, commit, decommit, reset, protect, release; random bits; dump files
  *                written whole; the command line (os_posix.c, os_windows.c)
  *   locks        ra_lock_t and _ra_lock/_ra_trylock/_ra_unlock; _ra_yield for spinning
- *   the heap     _ra_heap_current/_ra_heap_set_current: the calling thread's heap pointer
+ *   the heap     _ra_heap_current/_ra_heap_set_current: the calling thread's heap pointer and
+ *                its tag (_ra_heap_tag_current where RA_HAS_THREAD_TAG, else read from the heap)
  *   clocks       _ra_now_ms (monotonic), _ra_wall_ms (since 1970, for the dumps), _ra_process_id
  *   threads      a callback at thread exit, fork hooks, the allocator's own thread, sleeping on a
  *                word (prim_posix.c, prim_windows.c)
  *   features     RA_HAS_PROFILER (the heap profiler and the timeline need POSIX), RA_HAS_FORK,
- *                RA_HAS_THREAD_VARS (__thread variables that never allocate), RA_HIDDEN_BEGIN
+ *                RA_HAS_THREAD_VARS (__thread variables that never allocate), RA_HAS_THREAD_TAG
+ *                (the heap's tag kept in a thread variable of its own), RA_HIDDEN_BEGIN
  *                and RA_HIDDEN_END (symbol visibility where the object format has it),
  *                RA_PRINTF_FORMAT (the printf dialect the format checks follow)
  *

@@ -1,5 +1,5 @@
-/* The platform layer on POSIX, beside the memory half (os_posix.c): the heap pointer in an
- * initial-exec TLS slot, thread exit through a pthread key destructor, fork through pthread_atfork,
+/* The platform layer on POSIX, beside the memory half (os_posix.c): the heap pointer and its tag
+ * in initial-exec TLS slots, thread exit through a pthread key destructor, fork through pthread_atfork,
  * and the allocator's own background thread (the purger) with a futex to sleep on. */
 #include <errno.h>
 #include <signal.h>
@@ -13,6 +13,7 @@
 #include "internal.h"
 
 __thread ra_heap_t *_ra_tls_heap __attribute__((tls_model(RA_TLS_MODEL))) = &_ra_heap_empty;
+__thread uint16_t _ra_tls_tag __attribute__((tls_model(RA_TLS_MODEL))) = RA_TAG_NONE;
 
 static pthread_key_t exit_key;
 

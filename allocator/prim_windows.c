@@ -72,7 +72,8 @@ ra_heap_t *_ra_heap_current(void) {
   return h != NULL ? (ra_heap_t *)h : &_ra_heap_empty;
 }
 
-void _ra_heap_set_current(ra_heap_t *heap) {
+void _ra_heap_set_current(ra_heap_t *heap, uint16_t tag) {
+  (void)tag;
   DWORD index = atomic_load_explicit(&tls_index, memory_order_relaxed);
   if (index == TLS_OUT_OF_INDEXES) return;
   DWORD err = GetLastError();

@@ -12,6 +12,7 @@
 #define RA_HAS_FORK 0
 /* mingw-w64's __thread is emulated (emutls): its first touch on each thread calls malloc. */
 #define RA_HAS_THREAD_VARS 0
+#define RA_HAS_THREAD_TAG 0 /* the tag is read from the heap (internal.h) */
 /* The format checks of _ra_fmt and _ra_fmt_write are GNU printf's: on mingw-w64 plain "printf" means
  * msvcrt's, which lacks %zu. */
 #define RA_PRINTF_FORMAT gnu_printf
@@ -31,7 +32,7 @@ void _ra_unlock(ra_lock_t *l);
 void _ra_yield(void);
 
 ra_heap_t *_ra_heap_current(void);
-void _ra_heap_set_current(ra_heap_t *heap);
+void _ra_heap_set_current(ra_heap_t *heap, uint16_t tag); /* tag: read from the heap instead */
 
 uint64_t _ra_now_ms(void);
 uint64_t _ra_wall_ms(void);

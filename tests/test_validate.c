@@ -1,6 +1,8 @@
 /* The allocator's own invariants (docs/design.md), checked by _ra_heap_validate after random
  * sequences of every kind of call, including frees from another thread and a thread's exit. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +11,10 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#if RA_HAS_FORK
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 enum { SLOTS = 4096 };
 static void *slot[SLOTS];
@@ -222,6 +228,243 @@ static void test_adopted_chunks_keep_invariants(void **state) {
   assert_true(_ra_heap_validate());
 }
 
+/* ---- Heap tags in the chunk map (free's fast path: "is this my heap's chunk" in one compare) ---- */
+
+enum { TAGGED = 1000, TAGGED_SIZE = 48 };
+
+static uint16_t map_entry(const void *p) {
+  return atomic_load_explicit(&_ra_chunk_map[(uintptr_t)p >> RA_CHUNK_SHIFT], memory_order_relaxed);
+}
+
+typedef struct tag_run_s {
+  void **blocks;        /* TAGGED blocks: made by `make`, freed by `free_them` */
+  bool make, free_them;
+  ra_heap_t *heap;      /* the worker's heap and tag, and the entry of blocks[0]'s chunk */
+  uint16_t tag, entry;
+  bool valid, reused, intact;
+} tag_run_t;
+
+static void *tag_worker(void *arg) {
+  tag_run_t *r = arg;
+  if (r->make) {
+    for (size_t i = 0; i < TAGGED; i++) {
+      r->blocks[i] = ra_malloc(TAGGED_SIZE);
+      memset(r->blocks[i], (int)(i & 0xff), TAGGED_SIZE);
+    }
+  } else {
+    ra_free(ra_malloc(TAGGED_SIZE)); /* a heap: adopts what waits for an owner */
+  }
+  r->heap = _ra_heap_current();
+  r->tag = _ra_heap_tag_current();
+  r->entry = map_entry(r->blocks[0]);
+  if (r->free_them) {
+    r->intact = true;
+    for (size_t i = 0; i < TAGGED; i++) {
+      const unsigned char *b = r->blocks[i];
+      for (size_t k = sizeof(void *) * 2; k < TAGGED_SIZE; k++) r->intact &= b[k] == (i & 0xff);
+    }
+    for (size_t i = 0; i < TAGGED; i++) ra_free(r->blocks[i]);
+    void *again = ra_malloc(TAGGED_SIZE); /* the block freed last, from its page's free list */
+    r->reused = again == r->blocks[TAGGED - 1];
+    ra_free(again);
+    r->valid = _ra_heap_validate();
+  }
+  return NULL;
+}
+
+/* Abandon every parked heap (a purge pass under way makes a try fail: try again). */
+static void reap_all(void) {
+  while (_ra_heap_reap_parked(_ra_now_ms(), 0, true)) sched_yield();
+}
+
+static void run_tag_worker(tag_run_t *r) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, tag_worker, r), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* A thread's blocks, its heap parked at its exit and taken over whole by the next thread: the tag
+ * comes with the heap, and the new thread's frees of them are its own (the chunk map entry is its
+ * tag), each block back on its page. The purge passes, which abandon parked heaps, are held off by
+ * the walk lock meanwhile. */
+static void test_parked_heap_taken_over_keeps_its_tag(void **state) {
+  (void)state;
+  void *blocks[TAGGED];
+  ra_free(ra_malloc(1)); /* this thread has a heap: the worker's is parked at its exit */
+  _ra_heap_walk_lock();
+  tag_run_t a = {.blocks = blocks, .make = true};
+  run_tag_worker(&a);
+  tag_run_t b = {.blocks = blocks, .free_them = true};
+  run_tag_worker(&b);
+  _ra_heap_walk_unlock();
+  assert_true(a.tag >= RA_TAG_FIRST && a.tag <= RA_TAG_LAST);
+  assert_int_equal(a.entry, a.tag);
+  assert_ptr_equal(b.heap, a.heap);
+  assert_int_equal(b.tag, a.tag);
+  assert_int_equal(b.entry, a.tag);
+  assert_true(b.intact);
+  assert_true(b.reused);
+  assert_true(b.valid);
+}
+
+/* A thread's blocks, its heap abandoned after its exit (its tag given back) and the chunk adopted by
+ * a new thread (which may be given the same tag): the chunk's entry is the adopter's tag, and the
+ * adopter's frees put each block back on its page. */
+static void test_adopted_chunk_entry_is_the_adopters_tag(void **state) {
+  (void)state;
+  void *blocks[TAGGED];
+  ra_free(ra_malloc(1));
+  tag_run_t a = {.blocks = blocks, .make = true};
+  run_tag_worker(&a);
+  reap_all(); /* the parked heap abandoned: its chunks wait for an owner */
+  assert_int_equal(map_entry(blocks[0]), RA_MAP_UNOWNED);
+  tag_run_t b = {.blocks = blocks, .free_them = true};
+  run_tag_worker(&b);
+  assert_true(b.tag >= RA_TAG_FIRST && b.tag <= RA_TAG_LAST);
+  assert_int_equal(b.entry, b.tag);
+  assert_true(b.intact);
+  assert_true(b.reused);
+  assert_true(b.valid);
+  assert_true(_ra_heap_validate());
+}
+
+/* Heaps that find no tag left (the tag space made small here): their chunks' entries say "no
+ * tagged owner", their threads' frees take the generic path, and all of it stays sound: frees of
+ * their own blocks and each other's, in threads running at once, one of them tagged. */
+typedef struct few_tags_s {
+  void *mine[TAGGED];
+  struct few_tags_s *peer;
+  _Atomic(int) *ready;
+  uint16_t tag;
+  bool entries_ok, intact, valid;
+} few_tags_t;
+
+static void *few_tags_worker(void *arg) {
+  few_tags_t *w = arg;
+  for (size_t i = 0; i < TAGGED; i++) {
+    w->mine[i] = ra_malloc(16 + i % 200);
+    memset(w->mine[i], (int)(i & 0xff), 16);
+  }
+  w->tag = _ra_heap_tag_current();
+  uint16_t want = w->tag == RA_TAG_NONE ? RA_MAP_UNOWNED : w->tag;
+  w->entries_ok = true;
+  for (size_t i = 0; i < TAGGED; i++) w->entries_ok &= map_entry(w->mine[i]) == want;
+  /* Half of mine freed here (odd), then half of the peer's (even) once it has made them. */
+  for (size_t i = 1; i < TAGGED; i += 2) ra_free(w->mine[i]);
+  atomic_fetch_add(w->ready, 1);
+  while (atomic_load(w->ready) < 4) sched_yield();
+  w->intact = true;
+  for (size_t i = 0; i < TAGGED; i += 2) {
+    const unsigned char *b = w->peer->mine[i];
+    for (size_t k = sizeof(void *) * 2; k < 16; k++) w->intact &= b[k] == (i & 0xff);
+    ra_free(w->peer->mine[i]);
+  }
+  w->valid = _ra_heap_validate();
+  return NULL;
+}
+
+static void test_untagged_heaps_free_through_the_generic_path(void **state) {
+  (void)state;
+  reap_all(); /* parked heaps (and their tags) out of the way */
+  size_t saved = _ra_heap_tag_last;
+  enum { N = 4 };
+  static few_tags_t w[N];
+  for (int round = 0; round < 2; round++) {
+    /* Round 0: no tag at all; round 1: tags up to the first one that is free now, so at most one
+     * of the threads has a tag. */
+    _ra_heap_tag_last = round == 0 ? RA_TAG_FIRST - 1 : RA_TAG_LAST;
+    if (round == 1) {
+      void *any[1] = {w}; /* not a chunk: only the probe's tag is looked at */
+      tag_run_t probe = {.blocks = any};
+      run_tag_worker(&probe);
+      reap_all();
+      assert_true(probe.tag >= RA_TAG_FIRST && probe.tag <= RA_TAG_LAST);
+      _ra_heap_tag_last = probe.tag; /* the lowest free tag (a few heaps live: all in one word) */
+    }
+    _Atomic(int) ready = 0;
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+      memset(&w[i], 0, sizeof w[i]);
+      w[i].peer = &w[(i + 1) % N];
+      w[i].ready = &ready;
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_create(&t[i], NULL, few_tags_worker, &w[i]), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+    int tagged = 0;
+    for (int i = 0; i < N; i++) {
+      assert_true(w[i].entries_ok);
+      assert_true(w[i].intact);
+      assert_true(w[i].valid);
+      tagged += w[i].tag != RA_TAG_NONE;
+    }
+    assert_true(tagged <= round);
+    reap_all();
+  }
+  _ra_heap_tag_last = saved;
+  assert_true(_ra_heap_validate());
+}
+
+#if RA_HAS_FORK
+/* fork(): in the child only the forking thread lives on. Its tag comes with it (its chunks' entries
+ * still hold it, so its frees stay local), another thread's chunks keep their (now orphan) heap's
+ * tag, which no thread of the child has: frees into them take the generic path. */
+typedef struct fork_peer_s {
+  void *blocks[TAGGED];
+  uint16_t tag;
+  _Atomic(int) state; /* 1: blocks made; 2: the fork is done */
+} fork_peer_t;
+
+static void *fork_peer(void *arg) {
+  fork_peer_t *f = arg;
+  for (size_t i = 0; i < TAGGED; i++) f->blocks[i] = ra_malloc(TAGGED_SIZE);
+  f->tag = _ra_heap_tag_current();
+  atomic_store(&f->state, 1);
+  while (atomic_load(&f->state) != 2) sched_yield();
+  for (size_t i = 0; i < TAGGED; i++) ra_free(f->blocks[i]);
+  return NULL;
+}
+
+static int fork_child_checks(fork_peer_t *f, void **mine, uint16_t tag) {
+  if (_ra_heap_tag_current() != tag) return 2;
+  if (map_entry(mine[0]) != tag || map_entry(f->blocks[0]) != f->tag) return 3;
+  for (size_t i = 0; i < TAGGED; i++) ra_free(mine[i]);
+  for (size_t i = 0; i < TAGGED; i += 2) ra_free(f->blocks[i]); /* into the orphan's pages */
+  void *p = ra_malloc(TAGGED_SIZE);
+  if (p != mine[TAGGED - 1]) return 4; /* the block freed last, back on its page */
+  ra_free(p);
+  return _ra_heap_validate() ? 0 : 5;
+}
+
+static void test_fork_child_keeps_the_tags(void **state) {
+  (void)state;
+#if defined(__SANITIZE_THREAD__)
+  /* The child's frees start the purger thread again, and a child that makes threads after a fork
+   * from a threaded process is outside what ThreadSanitizer supports (tests/test_fork.c). */
+  skip();
+#endif
+  static fork_peer_t f;
+  void *mine[TAGGED];
+  for (size_t i = 0; i < TAGGED; i++) mine[i] = ra_malloc(TAGGED_SIZE);
+  uint16_t tag = _ra_heap_tag_current();
+  assert_true(tag >= RA_TAG_FIRST && tag <= RA_TAG_LAST);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fork_peer, &f), 0);
+  while (atomic_load(&f.state) != 1) sched_yield();
+  assert_true(f.tag >= RA_TAG_FIRST && f.tag <= RA_TAG_LAST && f.tag != tag);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(fork_child_checks(&f, mine, tag));
+  atomic_store(&f.state, 2);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  for (size_t i = 0; i < TAGGED; i++) ra_free(mine[i]);
+  assert_true(_ra_heap_validate());
+}
+#endif
+
 /* _ra_slice_runs (one OS call per run of slices): every set bit in exactly one call, each run
  * maximal, lowest first; a nonzero return stops the walk and comes back. */
 typedef struct runs_seen_s {
@@ -263,6 +506,12 @@ static void test_slice_runs(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_slice_runs),
+    cmocka_unit_test(test_parked_heap_taken_over_keeps_its_tag),
+    cmocka_unit_test(test_adopted_chunk_entry_is_the_adopters_tag),
+    cmocka_unit_test(test_untagged_heaps_free_through_the_generic_path),
+#if RA_HAS_FORK
+    cmocka_unit_test(test_fork_child_keeps_the_tags),
+#endif
     cmocka_unit_test(test_random_sequence_keeps_invariants),
     cmocka_unit_test(test_remote_frees_are_collected),
     cmocka_unit_test(test_page_popped_to_end_and_refilled),
