@@ -269,6 +269,11 @@ static void *realloc_unannotated(void *p, size_t size);
 
 void *ra_realloc(void *p, size_t size) {
   if (p == NULL) return ra_malloc(size);
+  /* A block free's fast path would take (internal.h) is a whole block of a plain page of this
+   * thread's: its usable size is the block size, and a size that still fits it well keeps it
+   * without the generic lookup (growing strings, one realloc per append). */
+  ra_page_t *owned = _ra_fast_owned_page(p);
+  if (owned != NULL && size <= owned->block_size && size >= owned->block_size / 2 && size != 0) return p;
   ra_chunk_t *chunk;
   ra_page_t *page;
   ra_block_t *block;

@@ -971,20 +971,19 @@ static inline ra_page_t *_ra_fast_page_of(ra_chunk_t *chunk, const void *p) {
   return (ra_page_t *)((uint8_t *)chunk->pages + at);
 }
 
-/* free's fast path: ra_free's body, inlined into free and operator delete too (override.c,
- * override_cxx.c), so that they need no jump to ra_free. */
-static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
-  RA_ANN_FREE_ENTRY(p);
-  /* The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
-   * chunk boundary, which is never a block of a page (that slice is a header) and finds free_lim
-   * 0 in the header's descriptor, or no chunk. NULL finds no chunk, and the generic path returns.
-   * One compare says both that p is in a chunk and that the calling thread's heap owns it (the
-   * chunk map holds the owner's tag): the chunk header is not read. */
+/* The page of p when p is a block free's fast path may take: the start of a block of a plain page
+ * (no flag set) of the calling thread's heap, whose first word does not look like a free list's
+ * link; else NULL (p may still be a valid block: the generic paths decide). ra_free's tests, also
+ * ra_realloc's, which then knows the block's usable size without the generic lookup.
+ *
+ * The chunk of p itself, not of p - 1 as _ra_chunk_of has it: the two differ only for p on a
+ * chunk boundary, which is never a block of a page (that slice is a header) and finds free_lim 0
+ * in the header's descriptor, or no chunk. NULL finds no chunk. One compare says both that p is
+ * in a chunk and that the calling thread's heap owns it (the chunk map holds the owner's tag): the
+ * chunk header is not read. */
+static inline __attribute__((always_inline)) ra_page_t *_ra_fast_owned_page(void *p) {
   uintptr_t n = (uintptr_t)p >> RA_CHUNK_SHIFT;
-  if (RA_UNLIKELY(!_ra_chunk_map_mine_n(n))) {
-    _ra_free_generic(p);
-    return;
-  }
+  if (RA_UNLIKELY(!_ra_chunk_map_mine_n(n))) return NULL;
   /* The slice's own descriptor: a pointer past the first slice of a multi-slice page finds
    * free_lim 0 there (RA_PAGE_NOT_PAGE) and takes the generic path, which walks back to the head. */
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -994,12 +993,21 @@ static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
 #endif
   ra_chunk_t *chunk = (ra_chunk_t *)(n << RA_CHUNK_SHIFT);
   ra_page_t *page = _ra_fast_page_of(chunk, p);
-  ra_block_t *b = p;
   /* The offset in the head slice times div_mul: below free_lim when no page flag is set and it
    * is a whole number of blocks (no interior pointer) inside the part the page has carved (a block
    * past it was never handed out). free_lim is read as a plain field: the calling thread owns the
    * page. */
-  if (RA_LIKELY(_ra_block_mul_at(page, p) < page->free_lim && !_ra_block_looks_free(b))) {
+  if (RA_LIKELY(_ra_block_mul_at(page, p) < page->free_lim && !_ra_block_looks_free(p))) return page;
+  return NULL;
+}
+
+/* free's fast path: ra_free's body, inlined into free and operator delete too (override.c,
+ * override_cxx.c), so that they need no jump to ra_free. */
+static inline __attribute__((always_inline)) void _ra_free_fast(void *p) {
+  RA_ANN_FREE_ENTRY(p);
+  ra_page_t *page = _ra_fast_owned_page(p);
+  if (RA_LIKELY(page != NULL)) {
+    ra_block_t *b = p;
     RA_ANN_FREE_BLOCK(b, page->block_size);
     _ra_block_set_next(b, page->free);
     page->free = b; /* free_is_zero is 0 already: free_lim would be 0 otherwise */

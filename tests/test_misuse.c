@@ -297,21 +297,25 @@ static void sc_double_free_small_page_released(void) {
 }
 static void sc_double_free_huge_multichunk(void) { double_free_huge(SZ_HUGE2); }
 
-static void realloc_freed(size_t size) {
+static void realloc_freed_to(size_t size, size_t new_size) {
   void *keep = A_MALLOC(size);
   void *p = A_MALLOC(size);
   CHECK(keep && p, "malloc(%zu) failed", size);
   A_FREE(p);
   SNAP();
   expect("realloc of a freed block", p);
-  misuse_realloc(p, size * 2);
+  misuse_realloc(p, new_size);
   SNAP_CHECK("a refused realloc of a freed block");
   expect_valid("after a realloc of a freed block");
   if (size <= 65536) expect_no_duplicates(size);
   A_FREE(keep);
 }
 
+static void realloc_freed(size_t size) { realloc_freed_to(size, size * 2); }
 static void sc_realloc_freed_small(void) { realloc_freed(SZ_SMALL); }
+/* A size the freed block would still hold: realloc's shortcut for a block that stays (alloc.c)
+ * must not take it. */
+static void sc_realloc_freed_small_in_place(void) { realloc_freed_to(SZ_SMALL, SZ_SMALL - 1); }
 static void sc_realloc_freed_medium(void) { realloc_freed(SZ_MEDIUM); }
 static void sc_realloc_freed_large(void) { realloc_freed(SZ_LARGE); }
 static void sc_realloc_freed_huge(void) { realloc_freed(SZ_HUGE); }
@@ -1053,6 +1057,7 @@ static const scenario_t scenarios[] = {
     {"double_free_after_realloc", sc_double_free_after_realloc, false},
     {"double_free_after_realloc_zero", sc_double_free_after_realloc_zero, false},
     {"realloc_freed_small", sc_realloc_freed_small, false},
+    {"realloc_freed_small_in_place", sc_realloc_freed_small_in_place, false},
     {"realloc_freed_medium", sc_realloc_freed_medium, false},
     {"realloc_freed_large", sc_realloc_freed_large, false},
     {"realloc_freed_huge", sc_realloc_freed_huge, false},
@@ -1357,7 +1362,7 @@ static void test_on_error_invalid(void **state) {
 static const char *const preload_names[] = {
     "double_free_small", "double_free_small_not_head", "double_free_large",  "double_free_huge",
     "double_free_huge_aligned_1m", "double_free_small_page_released",
-    "double_free_after_realloc", "realloc_freed_small", "realloc_freed_huge", "interior_free_small",
+    "double_free_after_realloc", "realloc_freed_small", "realloc_freed_small_in_place", "realloc_freed_huge", "interior_free_small",
     "interior_realloc_small", "interior_free_huge", "foreign_stack",      "foreign_static_realloc",
     "foreign_garbage", "warn_sequence", "never_given_uncarved_16", "never_given_uncarved_1024",
     "never_given_uncarved_remote", "usable_freed_small", "usable_freed_huge", "usable_interior_small",
