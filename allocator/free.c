@@ -82,8 +82,9 @@ static int locate(const void *p, located_t *out) {
 
 /* Is `block` on a free list the calling (owner) thread can see: the page's own list, its remote
  * list, the heap's delayed list? Only asked when the block's first word looks like a link. Each
- * walk stops at either end (_ra_list_end) and at a link that leaves the chunk, so a corrupted list
- * cannot lead it astray. */
+ * walk stops at its list's end and at a link no sound list has (one that leaves the chunk; on the
+ * delayed list, one that is no block of a chunk of pages), so a corrupted list cannot lead it
+ * astray. */
 static bool block_is_free(ra_heap_t *heap, ra_page_t *page, const ra_block_t *block) {
   size_t limit = page->capacity;
   for (ra_block_t *b = page->free; !_ra_list_end(b) && limit-- > 0;) {
@@ -100,10 +101,10 @@ static bool block_is_free(ra_heap_t *heap, ra_page_t *page, const ra_block_t *bl
     if (!_ra_next_is_sane(b, next)) break;
     b = next;
   }
-  for (ra_block_t *b = atomic_load_explicit(&heap->delayed_free, memory_order_acquire); !_ra_list_end(b);) {
+  for (ra_block_t *b = atomic_load_explicit(&heap->delayed_free, memory_order_acquire); b != NULL;) {
     if (b == block) return true;
     ra_block_t *next = _ra_block_next(b);
-    if (!_ra_list_end(next) && !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(next))) break;
+    if (next != NULL && !_ra_heap_delayed_link_ok(next)) break;
     b = next;
   }
   return false;

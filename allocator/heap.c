@@ -314,10 +314,8 @@ void _ra_heap_collect_delayed(ra_heap_t *heap) {
   if (atomic_load_explicit(&heap->delayed_free, memory_order_relaxed) == NULL) return;
   ra_block_t *b = atomic_exchange_explicit(&heap->delayed_free, NULL, memory_order_acquire);
   while (b != NULL) {
-    /* This list links blocks of many chunks and ends in NULL: a sound link points into one of
-     * ramalloc's chunks, and never at a chunk's base (the marker ending a page's own list). */
     ra_block_t *next = _ra_block_next(b);
-    if (next != NULL && (_ra_list_end(next) || !_ra_chunk_map_has((uintptr_t)_ra_chunk_of(next)))) {
+    if (next != NULL && !_ra_heap_delayed_link_ok(next)) {
       _ra_report_corrupt_list(b);
       next = NULL;
     }

@@ -729,6 +729,15 @@ void _ra_heap_sweep_abandoned(void);
 typedef enum ra_heap_exit_e { RA_HEAP_EXIT_NONE, RA_HEAP_EXIT_PARKED, RA_HEAP_EXIT_RETIRED, RA_HEAP_EXIT_LAST } ra_heap_exit_t;
 ra_heap_exit_t _ra_heap_thread_exit(ra_heap_t *heap); /* RETIRED: abandoned; LAST: the parked ones too */
 void _ra_heap_collect_delayed(ra_heap_t *heap);
+/* Could `next`, read from a heap's delayed list (blocks of many chunks, ending in NULL), be a
+ * block? Only past the header slice of a published chunk of pages: an address in a header (a
+ * chunk's base, which ends a page's own list, or its fields and descriptors), in a huge block or in
+ * no chunk is a corrupted link, which the walks of the list report or stop at. */
+static inline bool _ra_heap_delayed_link_ok(const ra_block_t *next) {
+  uintptr_t u = (uintptr_t)next;
+  if (!_ra_chunk_map_has_n(u >> RA_CHUNK_SHIFT) || (u & RA_CHUNK_MASK) < RA_SLICE_SIZE) return false;
+  return ((const ra_chunk_t *)(u & ~(uintptr_t)RA_CHUNK_MASK))->kind == RA_CHUNK_PAGES;
+}
 size_t _ra_heap_live(void); /* threads with a heap */
 bool _ra_heap_reap_parked(uint64_t now, uint64_t delay, bool force);
 void _ra_heap_note_free(ra_heap_t *owner); /* a thread without a heap frees a block of owner's */

@@ -808,6 +808,35 @@ static void sc_corrupt_remote_double_free_apart(void) {
   expect_near("free list corrupted (write after free or overflow) near", pair[0]);
   remote_expect_sound(live, REMOTE_LIVE - 2, "after a block freed twice by another thread, another block between");
 }
+
+/* A block another thread frees into a full page waits on the owner heap's delayed list, which links
+ * blocks of many chunks and ends in NULL. Its link written over to point into a chunk's header
+ * slice, `off` bytes past the victim's chunk base (0: the base itself, the marker that ends a page's
+ * own list; 64: the chunk's fields), is reported when the owner collects the list, and nothing is
+ * freed into the header. Written through the allocator's own encoder, as above. */
+enum { DELAYED_FILL = 600 }; /* over three pages of SZ_CORRUPT: the first is full, in the full queue */
+static void delayed_into_header(uintptr_t off) {
+  static void *blocks[DELAYED_FILL];
+  for (int i = 0; i < DELAYED_FILL; i++) {
+    blocks[i] = A_MALLOC(SZ_CORRUPT);
+    CHECK(blocks[i] != NULL, "malloc failed");
+  }
+  void *victim = blocks[0];
+  remote_run(remote_free, victim);
+  CHECK(atomic_load(&_ra_heap_current()->delayed_free) == victim, "the victim is not on the delayed list");
+  void *live[REMOTE_LIVE];
+  for (int j = 0; j < REMOTE_LIVE; j++) {
+    live[j] = blocks[1 + j];
+    fill(live[j], SZ_CORRUPT, (unsigned)j);
+  }
+  _ra_block_set_next(launder(victim), (ra_block_t *)((uintptr_t)_ra_chunk_of(victim) + off));
+  expect_near("free list corrupted (write after free or overflow) near", victim);
+  remote_expect_sound(live, REMOTE_LIVE, "after a delayed list corrupted into a chunk header");
+  for (int i = 1 + REMOTE_LIVE; i < DELAYED_FILL; i++) A_FREE(blocks[i]);
+  expect_valid("after freeing the rest");
+}
+static void sc_corrupt_delayed_chunk_base(void) { delayed_into_header(0); }
+static void sc_corrupt_delayed_chunk_header(void) { delayed_into_header(64); }
 #endif
 
 /* ---- several misuses in one process (warn mode: each reported, each refused) ------------------- */
@@ -1110,6 +1139,8 @@ static const scenario_t scenarios[] = {
     {"corrupt_next_chunk_base", sc_corrupt_next_chunk_base, false},
     {"corrupt_prev_chunk_base", sc_corrupt_prev_chunk_base, false},
     {"corrupt_remote_chunk_base", sc_corrupt_remote_chunk_base, false},
+    {"corrupt_delayed_chunk_base", sc_corrupt_delayed_chunk_base, false},
+    {"corrupt_delayed_chunk_header", sc_corrupt_delayed_chunk_header, false},
     {"corrupt_remote_list", sc_corrupt_remote_list, true},
     {"corrupt_remote_double_free", sc_corrupt_remote_double_free, true},
     {"corrupt_remote_double_free_apart", sc_corrupt_remote_double_free_apart, true},
